@@ -1,0 +1,42 @@
+# Ferry's entry points. `make up` runs Ferry on a local cluster; `make test` runs every test.
+SHELL := /bin/bash
+.SHELLFLAGS := -euo pipefail -c
+CARGO ?= cargo
+
+.PHONY: up down test deps build lint unit crds e2e vm-test bench
+
+## up: local cluster from upstream Kubernetes, Ferry's CRDs, operator and proxy, a sample App.
+up: deps build
+	e2e/up-demo
+
+## down: stop the local cluster and remove everything `up` created.
+down:
+	e2e/cluster/down
+
+## test: every test — lint, unit, CRD drift, the real cluster end to end, real IPVS in a VM.
+test: deps lint unit build e2e vm-test
+
+deps:
+	e2e/setup
+
+build:
+	$(CARGO) build --release --locked --workspace --bins
+
+lint:
+	$(CARGO) fmt --all --check
+	$(CARGO) clippy --locked --workspace --all-targets -- -D warnings
+
+unit:
+	$(CARGO) test --locked --workspace
+
+crds:
+	$(CARGO) run --locked -q -p ferry-operator --bin ferry-crdgen -- crds
+
+e2e:
+	e2e/run-e2e
+
+vm-test:
+	e2e/vm/run-tests
+
+bench:
+	$(CARGO) bench --locked --workspace

@@ -1,0 +1,13 @@
+//! Ferry's per-node service proxy.
+//!
+//! Data flows one way: `watch` keeps the cluster objects, `model` turns them into the desired
+//! dataplane, `diff` compares that with what the kernel holds, and the kernel edges (`ipvs`,
+//! `link`, `conntrack`, `nft`) apply the resulting operations.
+
+pub mod diff;
+pub mod model;
+pub mod ipvs;
+pub mod link;
+pub mod conntrack;
+pub mod sysctl;
+pub mod nft;

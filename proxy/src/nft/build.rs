@@ -1,0 +1,352 @@
+//! The pure translation of the desired model into Ferry's nftables ruleset.
+//!
+//! Layout (one `inet ferry` table; names are stable so the diff can touch one Service only):
+//! - `filter-prerouting` / `filter-output` (filter, before DNAT at dstnat-10) send new
+//!   connections through `firewall-check` (`loadBalancerSourceRanges`) and `endpoints-check`
+//!   (reject or drop for frontends without endpoints), each a verdict-map lookup on
+//!   (daddr . l4proto . dport);
+//! - `nat-prerouting` / `nat-output` jump to `services`, which marks connections that need
+//!   masquerading (set membership) and dispatches through `services-<family>` to a chain per
+//!   Service port and endpoint selection, whose single rule DNATs with
+//!   `numgen random mod N map { … }`: no chain per endpoint;
+//! - `nat-postrouting` masquerades marked connections and hairpin ones (an endpoint reaching
+//!   itself through its Service).
+//!
+//! NodePorts are frontends on the node addresses the model chose, so they use the same maps as
+//! ClusterIPs instead of a `fib daddr type local` lookup.
+
+use std::collections::btree_map::Entry;
+
+use ipnet::IpNet;
+use tracing::warn;
+
+use super::ruleset::{
+    BaseChain, Chain, ChainKind, Element, Family, Frontend, Hook, Key, MASQUERADE_MARK, Match,
+    Reject, Rule, Ruleset, Set, SetKind, Side, Statement, Verdict, protocol_name,
+};
+use crate::model::types::{RealServerKey, VirtualServerKey};
+use crate::model::{Desired, Frontend as ModelFrontend, Masquerade, NoEndpoints, TrafficPolicy};
+
+/// Names of the fixed objects of the layout.
+pub mod names {
+    pub const FILTER_PREROUTING: &str = "filter-prerouting";
+    pub const FILTER_OUTPUT: &str = "filter-output";
+    pub const NAT_PREROUTING: &str = "nat-prerouting";
+    pub const NAT_OUTPUT: &str = "nat-output";
+    pub const NAT_POSTROUTING: &str = "nat-postrouting";
+    pub const FIREWALL_CHECK: &str = "firewall-check";
+    pub const ENDPOINTS_CHECK: &str = "endpoints-check";
+    pub const SERVICES: &str = "services";
+    pub const MARK_FOR_MASQUERADE: &str = "mark-for-masquerade";
+    pub const MARK_FROM_OUTSIDE_CLUSTER: &str = "mark-from-outside-cluster";
+    pub const MASQUERADING: &str = "masquerading";
+    pub const REJECT: &str = "reject-no-endpoints";
+
+    use super::Family;
+
+    pub fn services(family: Family) -> String {
+        format!("services-{}", family.suffix())
+    }
+    pub fn no_endpoints(family: Family) -> String {
+        format!("no-endpoints-{}", family.suffix())
+    }
+    pub fn firewall(family: Family) -> String {
+        format!("firewall-{}", family.suffix())
+    }
+    /// Frontends whose every connection is masqueraded.
+    pub fn masquerade(family: Family) -> String {
+        format!("masquerade-{}", family.suffix())
+    }
+    /// Frontends whose connections from outside the cluster CIDRs are masqueraded.
+    pub fn masquerade_outside(family: Family) -> String {
+        format!("masquerade-outside-{}", family.suffix())
+    }
+    pub fn hairpin(family: Family) -> String {
+        format!("hairpin-{}", family.suffix())
+    }
+}
+
+/// Priority of the filter chains: before DNAT (`dstnat`, -100) rewrites the destination.
+const FILTER_PRIORITY: i32 = -110;
+const DSTNAT_PRIORITY: i32 = -100;
+const SRCNAT_PRIORITY: i32 = 100;
+
+/// Builds the ruleset for `desired`. `cluster_cidrs` are the pod CIDRs: ClusterIP traffic from
+/// outside them is masqueraded when the model asks for it (the model keeps the CIDRs in its
+/// configuration, not in `Desired`).
+pub fn build(desired: &Desired, cluster_cidrs: &[IpNet]) -> Ruleset {
+    let mut ruleset = skeleton(cluster_cidrs);
+    for (key, frontend) in desired.virtual_servers() {
+        add_frontend(&mut ruleset, key, frontend);
+    }
+    for hairpin in desired.hairpin_endpoints() {
+        let address = hairpin.endpoint.address;
+        let set = names::hairpin(Family::of(address));
+        insert_element(&mut ruleset, &set, Element::AddressPair(address, address), None);
+    }
+    ruleset
+}
+
+/// The fixed chains and sets, present whatever the Services.
+fn skeleton(cluster_cidrs: &[IpNet]) -> Ruleset {
+    let mut ruleset = Ruleset::default();
+    let checks = [names::FIREWALL_CHECK, names::ENDPOINTS_CHECK]
+        .map(|check| Rule::new(vec![Match::NewConnection], vec![jump(check)]));
+    let base = |kind, hook, priority, rules: Vec<Rule>| Chain {
+        base: Some(BaseChain {
+            kind,
+            hook,
+            priority,
+        }),
+        rules,
+    };
+    let chains = [
+        (names::FILTER_PREROUTING, base(ChainKind::Filter, Hook::Prerouting, FILTER_PRIORITY, checks.to_vec())),
+        (names::FILTER_OUTPUT, base(ChainKind::Filter, Hook::Output, FILTER_PRIORITY, checks.to_vec())),
+        (names::NAT_PREROUTING, base(ChainKind::Nat, Hook::Prerouting, DSTNAT_PRIORITY, vec![always(jump(names::SERVICES))])),
+        (names::NAT_OUTPUT, base(ChainKind::Nat, Hook::Output, DSTNAT_PRIORITY, vec![always(jump(names::SERVICES))])),
+        (names::NAT_POSTROUTING, base(ChainKind::Nat, Hook::Postrouting, SRCNAT_PRIORITY, vec![always(jump(names::MASQUERADING))])),
+        (names::FIREWALL_CHECK, regular(per_family(|f| vmap(f, names::firewall(f))))),
+        (names::ENDPOINTS_CHECK, regular(per_family(|f| vmap(f, names::no_endpoints(f))))),
+        (names::SERVICES, regular(services_rules())),
+        (names::MARK_FOR_MASQUERADE, regular(vec![always(Statement::SetMarkBits(MASQUERADE_MARK))])),
+        (names::MARK_FROM_OUTSIDE_CLUSTER, regular(outside_cluster_rules(cluster_cidrs))),
+        (names::MASQUERADING, regular(masquerading_rules())),
+        (names::REJECT, regular(reject_rules())),
+    ];
+    ruleset.chains = chains.into_iter().map(|(name, chain)| (name.to_owned(), chain)).collect();
+    for family in Family::BOTH {
+        let sets = [
+            (names::services(family), SetKind::FrontendVerdicts(family)),
+            (names::no_endpoints(family), SetKind::FrontendVerdicts(family)),
+            (names::firewall(family), SetKind::FrontendVerdicts(family)),
+            (names::masquerade(family), SetKind::Frontends(family)),
+            (names::masquerade_outside(family), SetKind::Frontends(family)),
+            (names::hairpin(family), SetKind::AddressPairs(family)),
+        ];
+        ruleset.sets.extend(sets.map(|(name, kind)| (name, Set::new(kind))));
+    }
+    ruleset
+}
+
+fn regular(rules: Vec<Rule>) -> Chain {
+    Chain { base: None, rules }
+}
+
+fn always(statement: Statement) -> Rule {
+    Rule::new(Vec::new(), vec![statement])
+}
+
+fn jump(chain: &str) -> Statement {
+    Statement::Verdict(Verdict::Jump(chain.to_owned()))
+}
+
+fn per_family(rule: impl Fn(Family) -> Rule) -> Vec<Rule> {
+    Family::BOTH.into_iter().map(rule).collect()
+}
+
+fn vmap(family: Family, map: String) -> Rule {
+    Rule::new(
+        Vec::new(),
+        vec![Statement::Vmap {
+            key: Key::Frontend(family),
+            map,
+        }],
+    )
+}
+
+fn in_set(key: Key, set: String) -> Match {
+    Match::InSet { key, set }
+}
+
+/// Mark first (set membership), then dispatch: the mark must be set whichever chain the
+/// dispatch continues in.
+fn services_rules() -> Vec<Rule> {
+    let mut rules = Vec::new();
+    for family in Family::BOTH {
+        let key = Key::Frontend(family);
+        let mark = |set, chain| {
+            Rule::new(vec![in_set(key, set)], vec![jump(chain)])
+        };
+        rules.push(mark(names::masquerade(family), names::MARK_FOR_MASQUERADE));
+        rules.push(mark(names::masquerade_outside(family), names::MARK_FROM_OUTSIDE_CLUSTER));
+    }
+    rules.extend(per_family(|f| vmap(f, names::services(f))));
+    rules
+}
+
+/// Returns for sources inside a cluster CIDR, marks the rest.
+fn outside_cluster_rules(cluster_cidrs: &[IpNet]) -> Vec<Rule> {
+    let inside = cluster_cidrs.iter().map(|&network| {
+        let matches = vec![Match::Address {
+            side: Side::Source,
+            network,
+            negated: false,
+        }];
+        Rule::new(matches, vec![Statement::Verdict(Verdict::Return)])
+    });
+    inside
+        .chain([always(Statement::SetMarkBits(MASQUERADE_MARK))])
+        .collect()
+}
+
+/// Hairpin connections get the mark too; marked ones lose it (so a packet that loops back
+/// through the node is not masqueraded twice) and are masqueraded.
+fn masquerading_rules() -> Vec<Rule> {
+    let mut rules = per_family(|family| {
+        let key = Key::SourceAndDestination(family);
+        Rule::new(
+            vec![in_set(key, names::hairpin(family))],
+            vec![Statement::SetMarkBits(MASQUERADE_MARK)],
+        )
+    });
+    rules.push(Rule::new(
+        vec![Match::MarkBitSet(MASQUERADE_MARK)],
+        vec![Statement::ClearMarkBits(MASQUERADE_MARK), Statement::Masquerade],
+    ));
+    rules
+}
+
+/// TCP clients get a reset, everything else an ICMP port unreachable: both fail at once.
+fn reject_rules() -> Vec<Rule> {
+    vec![
+        Rule::new(
+            vec![Match::Protocol(crate::model::types::Protocol::Tcp)],
+            vec![Statement::Reject(Reject::TcpReset)],
+        ),
+        always(Statement::Reject(Reject::PortUnreachable)),
+    ]
+}
+
+fn add_frontend(ruleset: &mut Ruleset, key: &VirtualServerKey, frontend: &ModelFrontend) {
+    let family = Family::of(key.address);
+    let element = Element::Frontend(Frontend {
+        address: key.address,
+        protocol: key.protocol,
+        port: key.port,
+    });
+    if !frontend.source_ranges.is_empty() {
+        let chain = add_firewall_chain(ruleset, family, frontend);
+        insert_element(ruleset, &names::firewall(family), element, Some(Verdict::Goto(chain)));
+    }
+    let endpoints: Vec<RealServerKey> = frontend
+        .server
+        .real_servers
+        .iter()
+        .filter(|(_, weight)| **weight > 0)
+        .map(|(endpoint, _)| *endpoint)
+        .collect();
+    if endpoints.is_empty() {
+        let verdict = match frontend.no_endpoints {
+            Some(NoEndpoints::Drop) => Verdict::Drop,
+            Some(NoEndpoints::Reject) | None => Verdict::Goto(names::REJECT.to_owned()),
+        };
+        insert_element(ruleset, &names::no_endpoints(family), element, Some(verdict));
+        return;
+    }
+    let chain = add_service_chain(ruleset, key, frontend, endpoints);
+    insert_element(ruleset, &names::services(family), element, Some(Verdict::Goto(chain)));
+    let masquerade_set = match frontend.masquerade {
+        Masquerade::Always => Some(names::masquerade(family)),
+        Masquerade::FromOutsideCluster => Some(names::masquerade_outside(family)),
+        Masquerade::Never => None,
+    };
+    if let Some(set) = masquerade_set {
+        insert_element(ruleset, &set, element, None);
+    }
+}
+
+/// The chain (and affinity set) of one Service port, family and endpoint selection, shared by
+/// every frontend that uses the same endpoints (ClusterIP and NodePort, say).
+fn add_service_chain(
+    ruleset: &mut Ruleset,
+    key: &VirtualServerKey,
+    frontend: &ModelFrontend,
+    endpoints: Vec<RealServerKey>,
+) -> String {
+    let family = Family::of(key.address);
+    let selection = match frontend.traffic_policy {
+        TrafficPolicy::Cluster => "svc",
+        TrafficPolicy::Local => "local",
+    };
+    let id = format!(
+        "{}-{}/{}/{}/{}",
+        family.suffix(),
+        frontend.service.service.namespace,
+        frontend.service.service.name,
+        protocol_name(key.protocol),
+        frontend.service.port,
+    );
+    let chain_name = format!("{selection}-{id}");
+    let protocol = Match::Protocol(key.protocol);
+    let rules = match frontend.server.params.persistence {
+        None => vec![Rule::new(
+            vec![protocol],
+            vec![Statement::Dnat { family, endpoints }],
+        )],
+        Some(timeout) => {
+            let affinity = format!("affinity-{selection}-{id}");
+            let kind = SetKind::Affinity { family, timeout };
+            ruleset.sets.insert(affinity.clone(), Set::new(kind));
+            vec![
+                Rule::new(
+                    vec![protocol.clone()],
+                    vec![Statement::RememberEndpoint {
+                        family,
+                        affinity: affinity.clone(),
+                        endpoints,
+                    }],
+                ),
+                Rule::new(
+                    vec![protocol],
+                    vec![Statement::DnatRemembered { family, affinity }],
+                ),
+            ]
+        }
+    };
+    insert_chain(ruleset, &chain_name, regular(rules));
+    chain_name
+}
+
+/// Accepts the allowed sources (by returning) and drops the rest.
+fn add_firewall_chain(ruleset: &mut Ruleset, family: Family, frontend: &ModelFrontend) -> String {
+    let service = &frontend.service.service;
+    let name = format!("firewall-{}-{}/{}", family.suffix(), service.namespace, service.name);
+    let allowed = frontend
+        .source_ranges
+        .iter()
+        .filter(|range| Family::of(range.addr()) == family)
+        .map(|&network| {
+            let matches = vec![Match::Address {
+                side: Side::Source,
+                network,
+                negated: false,
+            }];
+            Rule::new(matches, vec![Statement::Verdict(Verdict::Return)])
+        });
+    let rules = allowed
+        .chain([always(Statement::Verdict(Verdict::Drop))])
+        .collect();
+    insert_chain(ruleset, &name, regular(rules));
+    name
+}
+
+/// Chains are shared by frontends of the same selection, which the model builds alike; a
+/// difference would be a model bug, so the first one wins and the conflict is logged.
+fn insert_chain(ruleset: &mut Ruleset, name: &str, chain: Chain) {
+    match ruleset.chains.entry(name.to_owned()) {
+        Entry::Vacant(vacant) => {
+            vacant.insert(chain);
+        }
+        Entry::Occupied(existing) if *existing.get() != chain => {
+            warn!(chain = name, "frontends of one selection disagree; keeping the first");
+        }
+        Entry::Occupied(_) => {}
+    }
+}
+
+fn insert_element(ruleset: &mut Ruleset, set: &str, element: Element, data: Option<Verdict>) {
+    if let Some(set) = ruleset.sets.get_mut(set) {
+        set.elements.insert(element, data);
+    }
+}

@@ -1,0 +1,317 @@
+//! Ferry's nftables ruleset as typed values: what [`build`](super::build) produces, what the
+//! tracer walks, what the diff compares and what the netlink codec lowers to kernel
+//! expressions.
+//!
+//! The vocabulary is deliberately small: exactly the matches and statements Ferry's layout
+//! uses, so every consumer handles every case (the compiler checks it) and a rule that the
+//! tracer or the codec does not understand cannot exist.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::net::IpAddr;
+use std::time::Duration;
+
+use ipnet::IpNet;
+
+use crate::model::types::{Protocol, RealServerKey};
+
+/// The only table Ferry owns (family `inet`); cleanup deletes it and nothing else.
+pub const TABLE_NAME: &str = "ferry";
+
+/// The mark bit that asks `postrouting` to masquerade a connection (kube-proxy's bit too, so
+/// a node that moves between the two proxies does not need a second bit).
+pub const MASQUERADE_MARK: u32 = 0x4000;
+
+/// Capacity of an affinity set: the clients one Service port remembers at once (nft's
+/// default for sets filled from the packet path).
+pub const AFFINITY_SET_SIZE: u32 = 65535;
+
+/// The whole content of table `inet ferry`.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Ruleset {
+    pub chains: BTreeMap<String, Chain>,
+    /// Named sets and maps.
+    pub sets: BTreeMap<String, Set>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Chain {
+    /// `Some` for a base chain attached to a netfilter hook.
+    pub base: Option<BaseChain>,
+    pub rules: Vec<Rule>,
+}
+
+/// Where a base chain hooks in; its policy is always `accept`, as Ferry only adds behaviour
+/// for service traffic and must never drop anything else.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct BaseChain {
+    pub kind: ChainKind,
+    pub hook: Hook,
+    pub priority: i32,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ChainKind {
+    Filter,
+    Nat,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Hook {
+    Prerouting,
+    Output,
+    Postrouting,
+}
+
+/// A rule: every match must hold, then the statements run in order.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Rule {
+    pub matches: Vec<Match>,
+    pub statements: Vec<Statement>,
+}
+
+impl Rule {
+    pub fn new(matches: Vec<Match>, statements: Vec<Statement>) -> Self {
+        Self {
+            matches,
+            statements,
+        }
+    }
+
+    /// Named sets this rule reads or writes: they must exist while the rule does.
+    pub fn referenced_sets(&self) -> impl Iterator<Item = &str> {
+        let from_matches = self.matches.iter().filter_map(|m| match m {
+            Match::InSet { set, .. } => Some(set.as_str()),
+            _ => None,
+        });
+        let from_statements = self.statements.iter().filter_map(|s| match s {
+            Statement::Vmap { map, .. } => Some(map.as_str()),
+            Statement::RememberEndpoint { affinity, .. }
+            | Statement::DnatRemembered { affinity, .. } => Some(affinity.as_str()),
+            _ => None,
+        });
+        from_matches.chain(from_statements)
+    }
+
+    /// Chains this rule may continue in (so they must exist while the rule does).
+    pub fn referenced_chains(&self) -> impl Iterator<Item = &str> {
+        self.statements.iter().filter_map(|s| match s {
+            Statement::Verdict(v) => v.target_chain(),
+            _ => None,
+        })
+    }
+
+    /// Endpoints this rule may send a new connection to.
+    pub fn endpoints(&self) -> impl Iterator<Item = &RealServerKey> {
+        self.statements.iter().flat_map(|s| match s {
+            Statement::Dnat { endpoints, .. } | Statement::RememberEndpoint { endpoints, .. } => {
+                endpoints.as_slice()
+            }
+            _ => &[],
+        })
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Family {
+    V4,
+    V6,
+}
+
+impl Family {
+    pub fn of(address: IpAddr) -> Self {
+        match address {
+            IpAddr::V4(_) => Family::V4,
+            IpAddr::V6(_) => Family::V6,
+        }
+    }
+
+    pub const BOTH: [Family; 2] = [Family::V4, Family::V6];
+
+    /// Suffix of per-family object names (`services-ipv4`).
+    pub fn suffix(self) -> &'static str {
+        match self {
+            Family::V4 => "ipv4",
+            Family::V6 => "ipv6",
+        }
+    }
+}
+
+/// Which address of the packet a match or key reads.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Side {
+    Source,
+    Destination,
+}
+
+/// A condition on the packet. A match on an address field holds only for packets of that
+/// address's family (nft adds the `meta nfproto` dependency in an `inet` table; so does Ferry's
+/// codec).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Match {
+    /// `meta l4proto tcp|udp|sctp`.
+    Protocol(Protocol),
+    /// `ct state new`: only the first packet of a connection is checked by the filters.
+    NewConnection,
+    /// `ip saddr 10.0.0.0/8` (or `!=` when negated); the family is the network's.
+    Address {
+        side: Side,
+        network: IpNet,
+        negated: bool,
+    },
+    /// `meta mark & bit != 0`.
+    MarkBitSet(u32),
+    /// `<key> @set`.
+    InSet { key: Key, set: String },
+}
+
+/// What a set lookup is keyed on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Key {
+    /// `ip daddr . meta l4proto . th dport`: a service frontend.
+    Frontend(Family),
+    /// `ip saddr . ip daddr`: a connection from an endpoint to itself after DNAT.
+    SourceAndDestination(Family),
+}
+
+impl Key {
+    pub fn family(self) -> Family {
+        match self {
+            Key::Frontend(f) | Key::SourceAndDestination(f) => f,
+        }
+    }
+}
+
+/// Something a rule does once its matches hold.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Statement {
+    Verdict(Verdict),
+    /// `<key> vmap @map`: continue as the map says, or fall through when the key is absent.
+    Vmap { key: Key, map: String },
+    /// `meta mark set meta mark | bits`.
+    SetMarkBits(u32),
+    /// `meta mark set meta mark & ~bits`.
+    ClearMarkBits(u32),
+    /// `masquerade fully-random`.
+    Masquerade,
+    Reject(Reject),
+    /// `dnat to numgen random mod N map { i : address . port }`: one rule per Service instead
+    /// of a chain per endpoint, so an endpoint change rewrites one small rule.
+    Dnat {
+        family: Family,
+        endpoints: Vec<RealServerKey>,
+    },
+    /// `update @affinity { ip saddr : numgen random mod N map { … } }`: a client without a
+    /// remembered endpoint gets a random one; one with an entry keeps it and refreshes its
+    /// timeout.
+    RememberEndpoint {
+        family: Family,
+        affinity: String,
+        endpoints: Vec<RealServerKey>,
+    },
+    /// `dnat to ip saddr map @affinity`: DNAT to the endpoint remembered for the client.
+    DnatRemembered { family: Family, affinity: String },
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Verdict {
+    Accept,
+    Drop,
+    Return,
+    Jump(String),
+    Goto(String),
+}
+
+impl Verdict {
+    pub fn target_chain(&self) -> Option<&str> {
+        match self {
+            Verdict::Jump(chain) | Verdict::Goto(chain) => Some(chain),
+            Verdict::Accept | Verdict::Drop | Verdict::Return => None,
+        }
+    }
+}
+
+/// How a connection to a Service without endpoints is refused, so clients fail at once.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Reject {
+    /// `reject with tcp reset`.
+    TcpReset,
+    /// `reject` (`icmpx port-unreachable`, whatever the family).
+    PortUnreachable,
+}
+
+/// A named set or map.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Set {
+    pub kind: SetKind,
+    /// Static elements; always empty for [`SetKind::Affinity`], whose elements the kernel
+    /// adds as packets arrive.
+    pub elements: BTreeMap<Element, Option<Verdict>>,
+}
+
+impl Set {
+    pub fn new(kind: SetKind) -> Self {
+        Self {
+            kind,
+            elements: BTreeMap::new(),
+        }
+    }
+}
+
+/// The type of a set, which fixes its key, its data and its flags.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SetKind {
+    /// `type <addr> . inet_proto . inet_service : verdict`.
+    FrontendVerdicts(Family),
+    /// `type <addr> . inet_proto . inet_service`.
+    Frontends(Family),
+    /// `type <addr> . <addr>`.
+    AddressPairs(Family),
+    /// `type <addr> : <addr> . inet_service; flags dynamic,timeout; timeout T`: the endpoint
+    /// each client of a `sessionAffinity: ClientIP` Service sticks to.
+    Affinity { family: Family, timeout: Duration },
+}
+
+impl SetKind {
+    pub fn family(self) -> Family {
+        match self {
+            SetKind::FrontendVerdicts(f) | SetKind::Frontends(f) | SetKind::AddressPairs(f) => f,
+            SetKind::Affinity { family, .. } => family,
+        }
+    }
+
+    pub fn is_verdict_map(self) -> bool {
+        matches!(self, SetKind::FrontendVerdicts(_))
+    }
+}
+
+/// A static set element's key.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Element {
+    Frontend(Frontend),
+    AddressPair(IpAddr, IpAddr),
+}
+
+/// A service address, protocol and port: the key of the dispatch maps.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct Frontend {
+    pub address: IpAddr,
+    pub protocol: Protocol,
+    pub port: u16,
+}
+
+impl fmt::Display for Frontend {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let protocol = protocol_name(self.protocol);
+        write!(f, "{} . {} . {}", self.address, protocol, self.port)
+    }
+}
+
+/// nft's name for a transport protocol.
+pub fn protocol_name(protocol: Protocol) -> &'static str {
+    match protocol {
+        Protocol::Tcp => "tcp",
+        Protocol::Udp => "udp",
+        Protocol::Sctp => "sctp",
+    }
+}
