@@ -20,6 +20,7 @@ import (
 	"log"
 	"os"
 	"path"
+	"slices"
 	"sort"
 	"strings"
 	"time"
@@ -104,7 +105,10 @@ func build(out, entry, user string, tags []string, fs []file, envs, labels []str
 	cfg.Architecture = "amd64"
 	cfg.OS = "linux"
 	cfg.Config.Entrypoint = []string{entry}
-	cfg.Config.Env = append([]string{"PATH=/usr/local/bin:/usr/bin:/bin:/"}, envs...)
+	cfg.Config.Env = envs
+	if !slices.ContainsFunc(envs, func(e string) bool { return strings.HasPrefix(e, "PATH=") }) {
+		cfg.Config.Env = append([]string{"PATH=/usr/local/bin:/usr/bin:/bin:/"}, envs...)
+	}
 	cfg.Config.User = user
 	cfg.Config.WorkingDir = "/"
 	cfg.Config.Labels = map[string]string{}

@@ -27,7 +27,9 @@ type HistogramFamily = Family<ControllerLabels, Histogram, fn() -> Histogram>;
 
 /// Reconcile durations from 5ms to about 80s.
 fn duration_histogram() -> Histogram {
-    Histogram::new([0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 20.0, 40.0, 80.0])
+    Histogram::new([
+        0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 20.0, 40.0, 80.0,
+    ])
 }
 
 pub struct Metrics {
@@ -47,17 +49,37 @@ impl Default for Metrics {
 
 impl Metrics {
     pub fn new() -> Self {
-        let mut registry = Registry::with_prefix("ferry_operator");
+        let mut registry = Registry::default();
         let reconciles = Family::default();
         let failures = Family::default();
         let duration = HistogramFamily::new_with_constructor(duration_histogram);
         let in_flight = Family::default();
         let leader = Gauge::default();
-        registry.register("reconciles", "Reconciles started", reconciles.clone());
-        registry.register("reconcile_failures", "Reconciles that failed, by error", failures.clone());
-        registry.register("reconcile_duration_seconds", "Time a reconcile took", duration.clone());
-        registry.register("reconciles_in_flight", "Reconciles running now", in_flight.clone());
-        registry.register("leader", "1 while this replica holds the leader lease", leader.clone());
+        registry.register(
+            "ferry_operator_reconciles",
+            "Reconciles started",
+            reconciles.clone(),
+        );
+        registry.register(
+            "ferry_operator_reconcile_failures",
+            "Reconciles that failed, by error",
+            failures.clone(),
+        );
+        registry.register(
+            "ferry_operator_reconcile_duration_seconds",
+            "Time a reconcile took",
+            duration.clone(),
+        );
+        registry.register(
+            "ferry_operator_reconciles_in_flight",
+            "Reconciles running now",
+            in_flight.clone(),
+        );
+        registry.register(
+            "ferry_operator_leader",
+            "1 while this replica holds the leader lease",
+            leader.clone(),
+        );
         Metrics {
             registry,
             reconciles,
@@ -81,8 +103,16 @@ impl Metrics {
         }
     }
 
+    /// The registry, for controllers that bring metrics of their own (register before the
+    /// metrics are shared).
+    pub fn registry(&mut self) -> &mut Registry {
+        &mut self.registry
+    }
+
     pub fn reconcile_failed(&self, controller: &'static str, error: &'static str) {
-        self.failures.get_or_create(&FailureLabels { controller, error }).inc();
+        self.failures
+            .get_or_create(&FailureLabels { controller, error })
+            .inc();
     }
 
     pub fn set_leader(&self, leading: bool) {
@@ -120,7 +150,12 @@ mod tests {
         let metrics = Metrics::new();
         {
             let _timer = metrics.reconcile_started("app");
-            assert!(metrics.encode().unwrap().contains("ferry_operator_reconciles_in_flight{controller=\"app\"} 1"));
+            assert!(
+                metrics
+                    .encode()
+                    .unwrap()
+                    .contains("ferry_operator_reconciles_in_flight{controller=\"app\"} 1")
+            );
         }
         metrics.reconcile_failed("app", "api_conflict");
         metrics.set_leader(true);

@@ -4,10 +4,17 @@
 //! dataplane, `diff` compares that with what the kernel holds, and the kernel edges (`ipvs`,
 //! `link`, `conntrack`, `nft`) apply the resulting operations.
 
+pub mod config;
+pub mod conntrack;
+pub mod dataplane;
 pub mod diff;
-pub mod model;
+pub mod health;
+pub mod healthcheck;
 pub mod ipvs;
 pub mod link;
-pub mod conntrack;
-pub mod sysctl;
+pub mod metrics;
+pub mod model;
 pub mod nft;
+pub mod sync;
+pub mod sysctl;
+pub mod watch;

@@ -50,9 +50,12 @@ impl Default for ProcSysctl {
 
 impl ProcSysctl {
     pub fn new() -> Self {
-        Self {
-            root: PathBuf::from("/proc/sys"),
-        }
+        Self::with_root("/proc/sys")
+    }
+
+    /// Sysctls under another directory standing for /proc/sys (a host mount, say).
+    pub fn with_root(root: impl Into<PathBuf>) -> Self {
+        Self { root: root.into() }
     }
 
     fn path(&self, key: &str) -> PathBuf {
@@ -194,8 +197,16 @@ pub fn desired(kernel: KernelVersion, strict_arp: bool) -> Vec<(&'static str, &'
 pub fn apply(sysctl: &impl Sysctl, strict_arp: bool) -> Result<Vec<&'static str>, SysctlError> {
     let release = sysctl.read("kernel.osrelease")?;
     let kernel = KernelVersion::parse(&release).ok_or(SysctlError::KernelVersion { release })?;
+    apply_values(sysctl, desired(kernel, strict_arp))
+}
+
+/// Writes each value that differs, in order. Returns the keys it changed.
+pub fn apply_values(
+    sysctl: &impl Sysctl,
+    wanted: impl IntoIterator<Item = (&'static str, &'static str)>,
+) -> Result<Vec<&'static str>, SysctlError> {
     let mut changed = Vec::new();
-    for (key, value) in desired(kernel, strict_arp) {
+    for (key, value) in wanted {
         let current = sysctl.read(key)?;
         if current != value {
             sysctl.write(key, value)?;

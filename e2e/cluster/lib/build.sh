@@ -22,7 +22,8 @@ hash_files() {
 	(cd "$E2E_DIR" && cat "$@" && echo "recipe=$BUILD_RECIPE") | sha256sum | cut -c1-16
 }
 
-bin_key() { hash_files go.mod go.sum; }
+# imgbuild is built with the binaries, so its source is part of their key.
+bin_key() { hash_files go.mod go.sum images/imgbuild/main.go; }
 
 # remove_stale_partials DIR: DIR.partial.PID[.log] left by interrupted builds
 # (whose PID is gone); a concurrent build's files stay.
@@ -79,6 +80,15 @@ build_binaries() {
 	rm -f "$tmp.log"
 	touch "$dir/.complete"
 	log "binaries built in $((SECONDS - start))s"
+	prune_cache "$FERRY_CACHE/bin"
+}
+
+# prune_cache DIR: keeps the $FERRY_CACHE_KEEP (default 3) newest builds.
+prune_cache() {
+	local old
+	mapfile -t old < <(find "$1" -mindepth 1 -maxdepth 1 -type d ! -name '*.partial.*' -printf '%T@ %p\n' |
+		sort -rn | tail -n +"$((${FERRY_CACHE_KEEP:-3} + 1))" | cut -d' ' -f2-)
+	((${#old[@]} == 0)) || { log "pruning old builds: ${old[*]}"; rm -rf "${old[@]}"; }
 }
 
 image_key() {
@@ -116,4 +126,5 @@ build_images() {
 	rm -rf "$dir"
 	mv "$tmp" "$dir"
 	touch "$dir/.complete"
+	prune_cache "$FERRY_CACHE/images"
 }

@@ -59,6 +59,15 @@ start_apiserver() {
 	wait_ready kube-apiserver 120 "${KCURL[@]}" "https://$BRIDGE_IP:$APISERVER_PORT/readyz"
 }
 
+# The API server binds one address (the bridge's). A relay on loopback makes it
+# reachable at https://127.0.0.1:6443 too, and so from a QEMU guest with user
+# networking at https://10.0.2.2:6443 (both are in the serving cert).
+start_apiserver_loopback() {
+	start_bg apiserver-loopback socat \
+		"TCP-LISTEN:$APISERVER_PORT,bind=127.0.0.1,reuseaddr,fork" "TCP:$BRIDGE_IP:$APISERVER_PORT"
+	wait_ready apiserver-loopback 20 "${KCURL[@]}" "https://127.0.0.1:$APISERVER_PORT/readyz"
+}
+
 start_controller_manager() {
 	local pki=$WORK/pki kcfg=$WORK/pki/controller-manager.kubeconfig
 	mkdir -p "$WORK/controller-manager"

@@ -9,7 +9,7 @@ declare -A DEP_PKG=(
 	[containerd]=containerd [ctr]=containerd [runc]=runc [nft]=nftables
 	[conntrack]=conntrack [openssl]=openssl [curl]=curl [ip]=iproute2
 	[nsenter]=util-linux [setsid]=util-linux [flock]=util-linux [findmnt]=util-linux
-	[sysctl]=procps [mount]=mount [umount]=mount
+	[sysctl]=procps [mount]=mount [umount]=mount [socat]=socat
 )
 
 find_cni_bin_dir() {

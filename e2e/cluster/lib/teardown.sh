@@ -90,7 +90,7 @@ teardown() {
 		cgroup_kill "$i"
 		shim_sockets_cleanup "$i"
 	done
-	for c in kube-scheduler kube-controller-manager kube-apiserver etcd; do
+	for c in kube-scheduler kube-controller-manager apiserver-loopback kube-apiserver etcd; do
 		stop_proc "$c"
 	done
 	# Anything else recorded (e.g. added by tests or a future component).
@@ -100,6 +100,7 @@ teardown() {
 	unmount_all
 	net_down
 	cni_cache_cleanup
+	rmdir /run/containerd/s 2>/dev/null || true # only if empty (a host containerd may use it)
 	# State that up regenerates; logs (and logs.prev) stay for post-mortems.
 	while read -r c; do
 		if [[ -n $(mounts_under "$c") ]]; then

@@ -3,7 +3,11 @@
 //
 //	imgbuild -bin ./web -tag ferry.dev/e2e/web:v1 -out web-v1.tar [-entrypoint /web] [-arg x ...]
 //
-// Several -tag flags name the same image more than once.
+// Several -tag flags name the same image more than once. Images that need more
+// than one binary (a shell, curl, ...) get a root filesystem as -layer TAR
+// under the binary's layer; -bin is optional then, and without -bin or
+// -entrypoint the image has no entrypoint (like a base image: Cmd only).
+// An -env PATH=... replaces the default PATH=/.
 package main
 
 import (
@@ -15,6 +19,7 @@ import (
 	"log"
 	"os"
 	"path"
+	"slices"
 	"strings"
 	"time"
 
@@ -31,7 +36,7 @@ func (m *multi) String() string     { return strings.Join(*m, ",") }
 func (m *multi) Set(v string) error { *m = append(*m, v); return nil }
 
 func main() {
-	var tags, args, envs multi
+	var tags, args, envs, layers multi
 	bin := flag.String("bin", "", "static binary to put into the image")
 	out := flag.String("out", "", "output docker-archive tarball")
 	entry := flag.String("entrypoint", "", "path of the binary inside the image (default /<basename of -bin>)")
@@ -39,37 +44,49 @@ func main() {
 	flag.Var(&tags, "tag", "image reference (repeatable)")
 	flag.Var(&args, "arg", "image Cmd argument (repeatable)")
 	flag.Var(&envs, "env", "image Env entry KEY=VALUE (repeatable)")
+	flag.Var(&layers, "layer", "tar file of a root filesystem, a layer under the binary's (repeatable, lowest first)")
 	flag.Parse()
-	if *bin == "" || *out == "" || len(tags) == 0 {
+	if (*bin == "" && len(layers) == 0) || *out == "" || len(tags) == 0 {
 		flag.Usage()
 		os.Exit(2)
 	}
-	if *entry == "" {
+	if *entry == "" && *bin != "" {
 		*entry = "/" + path.Base(*bin)
 	}
-	if err := build(*bin, *entry, *user, *out, tags, args, envs); err != nil {
+	if err := build(*bin, *entry, *user, *out, tags, args, envs, layers); err != nil {
 		log.Fatalf("imgbuild: %v", err)
 	}
 }
 
-func build(bin, entry, user, out string, tags, args, envs []string) error {
-	data, err := os.ReadFile(bin)
-	if err != nil {
-		return err
+func build(bin, entry, user, out string, tags, args, envs, layers []string) error {
+	img := empty.Image
+	for _, f := range layers {
+		l, err := tarball.LayerFromFile(f)
+		if err != nil {
+			return err
+		}
+		if img, err = mutate.AppendLayers(img, l); err != nil {
+			return err
+		}
 	}
-	layerTar, err := layer(strings.TrimPrefix(entry, "/"), data)
-	if err != nil {
-		return err
-	}
-	l, err := tarball.LayerFromOpener(func() (io.ReadCloser, error) {
-		return io.NopCloser(bytes.NewReader(layerTar)), nil
-	})
-	if err != nil {
-		return err
-	}
-	img, err := mutate.AppendLayers(empty.Image, l)
-	if err != nil {
-		return err
+	if bin != "" {
+		data, err := os.ReadFile(bin)
+		if err != nil {
+			return err
+		}
+		layerTar, err := layer(strings.TrimPrefix(entry, "/"), data)
+		if err != nil {
+			return err
+		}
+		l, err := tarball.LayerFromOpener(func() (io.ReadCloser, error) {
+			return io.NopCloser(bytes.NewReader(layerTar)), nil
+		})
+		if err != nil {
+			return err
+		}
+		if img, err = mutate.AppendLayers(img, l); err != nil {
+			return err
+		}
 	}
 	cf, err := img.ConfigFile()
 	if err != nil {
@@ -78,9 +95,15 @@ func build(bin, entry, user, out string, tags, args, envs []string) error {
 	cfg := cf.DeepCopy()
 	cfg.Architecture = "amd64"
 	cfg.OS = "linux"
-	cfg.Config.Entrypoint = []string{entry}
+	if entry != "" {
+		cfg.Config.Entrypoint = []string{entry}
+	}
 	cfg.Config.Cmd = args
-	cfg.Config.Env = append([]string{"PATH=/"}, envs...)
+	env := []string{"PATH=/"}
+	if slices.ContainsFunc(envs, func(e string) bool { return strings.HasPrefix(e, "PATH=") }) {
+		env = nil
+	}
+	cfg.Config.Env = append(env, envs...)
 	cfg.Config.User = user
 	cfg.Config.WorkingDir = "/"
 	img, err = mutate.ConfigFile(img, cfg)

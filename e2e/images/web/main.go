@@ -15,6 +15,8 @@
 //
 //	/web get URL [TIMEOUT]    prints the body of GET URL (non-2xx: exit 1); TIMEOUT default 5s
 //	/web udp HOST:PORT [MSG]  sends MSG (default "ping"), prints the reply
+//	/web resolve NAME         prints NAME's addresses, one a line, looked up
+//	                          through the pod's /etc/resolv.conf (cluster DNS)
 package main
 
 import (
@@ -42,7 +44,7 @@ func env(key, def string) string {
 }
 
 func main() {
-	if len(os.Args) > 1 && (os.Args[1] == "get" || os.Args[1] == "udp") {
+	if len(os.Args) > 1 && (os.Args[1] == "get" || os.Args[1] == "udp" || os.Args[1] == "resolve") {
 		os.Exit(clientMain(os.Args[1], os.Args[2:]))
 	}
 	httpAddr := flag.String("http", env("HTTP_ADDR", ":8080"), "HTTP listen address")
@@ -146,6 +148,18 @@ func clientMain(mode string, args []string) int {
 		if resp.StatusCode/100 != 2 {
 			fmt.Fprintln(os.Stderr, resp.Status)
 			return 1
+		}
+		return 0
+	case "resolve":
+		ctx, cancel := context.WithTimeout(context.Background(), timeout)
+		defer cancel()
+		addrs, err := net.DefaultResolver.LookupHost(ctx, args[0])
+		if err != nil {
+			fmt.Fprintln(os.Stderr, err)
+			return 1
+		}
+		for _, a := range addrs {
+			fmt.Println(a)
 		}
 		return 0
 	default: // udp

@@ -1,3 +1,4 @@
+# shellcheck shell=sh
 # Guest-side helpers for Ferry VM tests (busybox sh). A test starts with
 #   . /ferry/lib.sh
 #
@@ -23,10 +24,22 @@ ip() { /usr/sbin/ip "$@"; }
 log() { echo "[$(cut -d' ' -f1 /proc/uptime)] $*"; }
 step() { log "--- $*"; }
 
-# fail REASON: the reason becomes part of the FERRY-VM-RESULT line.
+# fail REASON: the reason becomes part of the FERRY-VM-RESULT line; the
+# kernel's view and the proxy's log are printed for the post-mortem.
+# Tests run with "set -e" so that a fail inside $(...) still ends them.
+# Straight to the console: a fail inside $(...) must still be seen.
 fail() {
   echo "$*" > /run/ferry-vm/reason
-  log "FAIL: $*"
+  {
+    log "FAIL: $*"
+    echo "--- state at failure"
+    ipvsadm -Ln
+    nft list ruleset
+    if [ -s /run/ferry-vm/proxy.log ]; then
+      echo "--- proxy log (tail)"
+      tail -n 50 /run/ferry-vm/proxy.log
+    fi
+  } > /dev/console 2>&1
   exit 1
 }
 
@@ -72,12 +85,14 @@ setup_client() {
   veth_ns client vclient "$NODE_IP/24" "$CLIENT_IP/24" "$NODE_IP"
 }
 
-# setup_backends N: netns backend1..N, each serving TCP 8080 and UDP 5353.
+# setup_backends N [web]: netns backend1..N, each serving TCP 8080 and UDP
+# 5353 with /ferry/bin/serve, or with "web" the e2e workload binary
+# (e2e/images/web, added as /bin/web), which answers its hostname only.
 setup_backends() {
   _i=1
   while [ "$_i" -le "$1" ]; do
     veth_ns "backend$_i" "vback$_i" "10.244.$_i.1/24" "10.244.$_i.2/24" "10.244.$_i.1"
-    start_servers "backend$_i"
+    if [ "${2:-}" = web ]; then start_web "backend$_i"; else start_servers "backend$_i"; fi
     _i=$((_i + 1))
   done
   _i=1
@@ -92,6 +107,12 @@ backend_ip() { echo "10.244.$1.2"; }  # N
 start_servers() {  # NS: named after its netns
   $IPNS "$1" socat TCP-LISTEN:8080,fork,reuseaddr SYSTEM:"exec /ferry/bin/serve $1 tcp" > /dev/null 2>&1 &
   $IPNS "$1" socat UDP-RECVFROM:5353,fork SYSTEM:"exec /ferry/bin/serve $1 udp" > /dev/null 2>&1 &
+}
+
+# Like a pod, web gets its own UTS namespace and answers its netns name.
+start_web() {  # NS
+  [ -x /bin/web ] || fail "no /bin/web: run with --add e2e/.work/vm/web:/bin/web"
+  $IPNS "$1" unshare -u sh -c "hostname $1 && exec /bin/web" > "/run/ferry-vm/web-$1.log" 2>&1 &
 }
 
 listening() { in_ns "$1" ss -Hltn "sport = :$2" | grep -q .; }  # NS PORT
@@ -178,6 +199,18 @@ expect_round_robin() {
     _c=$(echo "$_seen" | tr ' ' '\n' | grep -cx "$_x")
     assert_eq "$_rounds" "$_c" "answers from $_x in$_seen"
   done
+}
+
+# The proxy under test, added with --add .../ferry-proxy:/bin/ferry-proxy.
+# Its output goes to /run/ferry-vm/proxy.log (tail printed by fail).
+start_proxy() {  # ARG...
+  /bin/ferry-proxy "$@" >> /run/ferry-vm/proxy.log 2>&1 &
+  echo $! > /run/ferry-vm/proxy.pid
+}
+stop_proxy() {  # [SIGNAL]: stop it and wait until it is gone
+  _p=$(cat /run/ferry-vm/proxy.pid)
+  kill -"${1:-TERM}" "$_p" 2> /dev/null || true
+  wait_for 15 _gone "$_p"
 }
 
 # Sysctls IPVS NAT needs; the proxy must set them itself, so only tests that

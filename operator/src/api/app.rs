@@ -21,6 +21,8 @@ pub const APP_NAME_LABEL: &str = "ferry.dev/app";
 pub const CHANGE_CAUSE_ANNOTATION: &str = "kubernetes.io/change-cause";
 
 /// Desired state of an App.
+// Clippy reads the repeated `type_ = ...` of the printer columns as duplicated attributes.
+#[allow(clippy::duplicated_attributes)]
 #[derive(CustomResource, KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
 #[kube(
     group = "ferry.dev",
@@ -42,9 +44,21 @@ pub const CHANGE_CAUSE_ANNOTATION: &str = "kubernetes.io/change-cause";
     ),
     printcolumn(name = "Desired", type_ = "integer", json_path = ".spec.replicas"),
     printcolumn(name = "Ready", type_ = "integer", json_path = ".status.readyReplicas"),
-    printcolumn(name = "Up-to-date", type_ = "integer", json_path = ".status.updatedReplicas"),
-    printcolumn(name = "Available", type_ = "integer", json_path = ".status.availableReplicas"),
-    printcolumn(name = "Age", type_ = "date", json_path = ".metadata.creationTimestamp")
+    printcolumn(
+        name = "Up-to-date",
+        type_ = "integer",
+        json_path = ".status.updatedReplicas"
+    ),
+    printcolumn(
+        name = "Available",
+        type_ = "integer",
+        json_path = ".status.availableReplicas"
+    ),
+    printcolumn(
+        name = "Age",
+        type_ = "date",
+        json_path = ".metadata.creationTimestamp"
+    )
 )]
 #[x_kube(validation = Rule::new(
     "has(self.selector) || (has(self.template.metadata) && has(self.template.metadata.labels) && size(self.template.metadata.labels) > 0)"
@@ -199,22 +213,23 @@ pub enum StrategyType {
 
 /// Bounds of a rolling update, each an absolute number or a percentage of `spec.replicas`.
 #[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+// `string()` reads 0, "0" and "0%" alike, whether the value arrived as a number or a string.
 #[x_kube(validation = Rule::new(
-    "!((type(self.maxSurge) == int ? self.maxSurge == 0 : self.maxSurge.matches('^0+%?$')) && (type(self.maxUnavailable) == int ? self.maxUnavailable == 0 : self.maxUnavailable.matches('^0+%?$')))"
+    "!(string(self.maxSurge).matches('^0+%?$') && string(self.maxUnavailable).matches('^0+%?$'))"
 ).message("maxSurge and maxUnavailable cannot both be 0: the rollout could never replace a pod"))]
 #[serde(rename_all = "camelCase")]
 pub struct RollingUpdate {
     /// How many pods may exist above `spec.replicas` during a rollout: a number, or a
     /// percentage of replicas rounded up. Defaults to 25%.
     #[serde(default = "quarter")]
-    #[x_kube(validation = Rule::new("type(self) == int ? self >= 0 : self.matches('^[0-9]+%$')")
+    #[x_kube(validation = Rule::new("string(self).matches('^[0-9]+%?$')")
         .message("must be a non-negative integer or a percentage such as '25%'"))]
     pub max_surge: IntOrString,
 
     /// How many of `spec.replicas` may be unavailable during a rollout: a number, or a
     /// percentage of replicas rounded down. Defaults to 25%. Cannot be 0 when maxSurge is 0.
     #[serde(default = "quarter")]
-    #[x_kube(validation = Rule::new("type(self) == int ? self >= 0 : self.matches('^(100|[1-9]?[0-9])%$')")
+    #[x_kube(validation = Rule::new("string(self).matches('^([0-9]+|(100|[1-9]?[0-9])%)$')")
         .message("must be a non-negative integer or a percentage from '0%' to '100%'"))]
     pub max_unavailable: IntOrString,
 }
@@ -324,7 +339,10 @@ pub enum Protocol {
 pub struct AppServicePort {
     /// Name of the port (a DNS label). Required when there is more than one port.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(length(min = 1, max = 63), regex(pattern = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$"))]
+    #[schemars(
+        length(min = 1, max = 63),
+        regex(pattern = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
+    )]
     pub name: Option<String>,
 
     /// The port the Service listens on.
@@ -418,6 +436,188 @@ impl App {
 
     /// The rolling-update bounds, with defaults when the block is omitted.
     pub fn rolling_update(&self) -> RollingUpdate {
-        self.spec.strategy.rolling_update.clone().unwrap_or_default()
+        self.spec
+            .strategy
+            .rolling_update
+            .clone()
+            .unwrap_or_default()
+    }
+}
+
+/// The CRD's validation rules, evaluated client-side with kube's CEL interpreter against the
+/// generated schema (the API server runs the same rules; `e2e` checks them there too).
+#[cfg(test)]
+mod tests {
+    use kube::CustomResourceExt;
+    use kube::core::cel::Validator;
+    use serde_json::{Value, json};
+
+    use super::App;
+
+    fn schema() -> Value {
+        let crd = App::crd();
+        let schema = crd.spec.versions[0]
+            .schema
+            .as_ref()
+            .and_then(|s| s.open_api_v3_schema.as_ref());
+        serde_json::to_value(schema).expect("schema serializes")
+    }
+
+    fn app(spec: Value) -> Value {
+        json!({ "apiVersion": "ferry.dev/v1alpha1", "kind": "App", "metadata": { "name": "web" }, "spec": spec })
+    }
+
+    fn web(extra: Value) -> Value {
+        let mut spec = json!({
+            "replicas": 3,
+            "template": {
+                "metadata": { "labels": { "app": "web" } },
+                "spec": { "containers": [{ "name": "web", "image": "web:v1" }] }
+            }
+        });
+        if let (Some(spec), Some(extra)) = (spec.as_object_mut(), extra.as_object()) {
+            spec.extend(extra.clone());
+        }
+        app(spec)
+    }
+
+    /// The messages of the rules `object` breaks (on update when `old` is given).
+    fn broken(object: &Value, old: Option<&Value>) -> Vec<String> {
+        match Validator::new().validate(&schema(), object, old) {
+            Ok(()) => vec![],
+            Err(errors) => errors.to_string().lines().map(str::to_owned).collect(),
+        }
+    }
+
+    #[track_caller]
+    fn assert_rejected(object: Value, old: Option<Value>, fragment: &str) {
+        let errors = broken(&object, old.as_ref());
+        assert!(
+            errors.iter().any(|e| e.contains(fragment)),
+            "expected {fragment:?} in {errors:?}"
+        );
+    }
+
+    fn strategy(surge: Value, unavailable: Value) -> Value {
+        json!({ "strategy": { "type": "RollingUpdate", "rollingUpdate": { "maxSurge": surge, "maxUnavailable": unavailable } } })
+    }
+
+    #[test]
+    fn a_plain_app_is_valid() {
+        assert_eq!(broken(&web(json!({})), None), Vec::<String>::new());
+        assert_eq!(
+            broken(&web(strategy(json!(0), json!("10%"))), None),
+            Vec::<String>::new()
+        );
+    }
+
+    #[test]
+    fn surge_and_unavailable_cannot_both_be_zero_in_any_spelling() {
+        let zeros = [
+            (json!(0), json!(0)),
+            (json!("0%"), json!(0)),
+            (json!(0), json!("0%")),
+            (json!("0"), json!("00%")),
+        ];
+        for (surge, unavailable) in zeros {
+            assert_rejected(web(strategy(surge, unavailable)), None, "cannot both be 0");
+        }
+    }
+
+    #[test]
+    fn surge_and_unavailable_must_be_numbers_or_percentages() {
+        assert_rejected(
+            web(strategy(json!("-1"), json!(1))),
+            None,
+            "percentage such as '25%'",
+        );
+        assert_rejected(
+            web(strategy(json!("a%"), json!(1))),
+            None,
+            "percentage such as '25%'",
+        );
+        assert_rejected(
+            web(strategy(json!(1), json!("150%"))),
+            None,
+            "from '0%' to '100%'",
+        );
+    }
+
+    #[test]
+    fn recreate_takes_no_rolling_update_bounds() {
+        let spec = json!({ "strategy": { "type": "Recreate", "rollingUpdate": { "maxSurge": 1, "maxUnavailable": 1 } } });
+        assert_rejected(
+            web(spec),
+            None,
+            "only be set when spec.strategy.type is RollingUpdate",
+        );
+    }
+
+    #[test]
+    fn an_omitted_selector_needs_template_labels_that_then_stay() {
+        let mut unlabelled = web(json!({}));
+        unlabelled["spec"]["template"]["metadata"] = json!({});
+        assert_rejected(
+            unlabelled,
+            None,
+            "must not be empty when spec.selector is omitted",
+        );
+
+        let mut relabelled = web(json!({}));
+        relabelled["spec"]["template"]["metadata"]["labels"]["tier"] = json!("front");
+        assert_rejected(relabelled, Some(web(json!({}))), "so they cannot change");
+    }
+
+    #[test]
+    fn the_selector_is_immutable() {
+        let selected =
+            |value: &str| web(json!({ "selector": { "matchLabels": { "app": value } } }));
+        assert_rejected(
+            selected("api"),
+            Some(selected("web")),
+            "spec.selector is immutable",
+        );
+        assert_rejected(
+            selected("web"),
+            Some(web(json!({}))),
+            "spec.selector is immutable",
+        );
+        assert_eq!(
+            broken(&selected("web"), Some(&selected("web"))),
+            Vec::<String>::new()
+        );
+    }
+
+    #[test]
+    fn service_fields_must_fit_the_service_type() {
+        let service = |block: Value| web(json!({ "service": block }));
+        let port = json!({ "port": 80, "nodePort": 30080 });
+        assert_rejected(
+            service(json!({ "type": "ClusterIP", "ports": [port] })),
+            None,
+            "nodePort may only be set",
+        );
+        assert_rejected(
+            service(
+                json!({ "type": "ClusterIP", "ports": [{ "port": 80 }], "externalTrafficPolicy": "Local" }),
+            ),
+            None,
+            "externalTrafficPolicy may only be set",
+        );
+        assert_rejected(
+            service(
+                json!({ "type": "NodePort", "ports": [{ "port": 80 }], "loadBalancerClass": "ferry.dev/lb" }),
+            ),
+            None,
+            "loadBalancerClass may only be set",
+        );
+        assert_rejected(
+            service(json!({ "ports": [{ "port": 80 }, { "port": 81 }] })),
+            None,
+            "needs a name",
+        );
+        let twins =
+            json!({ "ports": [{ "name": "http", "port": 80 }, { "name": "http", "port": 81 }] });
+        assert_rejected(service(twins), None, "port names must be unique");
     }
 }

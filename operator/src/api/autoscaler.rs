@@ -9,6 +9,8 @@ use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
 /// Desired state of an Autoscaler.
+// kube's printcolumn(...) entries repeat keys such as `type_` by design.
+#[allow(clippy::duplicated_attributes)]
 #[derive(CustomResource, KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
 #[kube(
     group = "ferry.dev",
@@ -22,11 +24,23 @@ use serde::{Deserialize, Serialize};
     doc = "Autoscaler scales a resource with a /scale subresource (App, Deployment, StatefulSet) \
            on CPU, memory or the connection rate seen by Ferry's proxies, like a \
            HorizontalPodAutoscaler.",
-    printcolumn(name = "Reference", type_ = "string", json_path = ".spec.scaleTargetRef.name"),
+    printcolumn(
+        name = "Reference",
+        type_ = "string",
+        json_path = ".spec.scaleTargetRef.name"
+    ),
     printcolumn(name = "MinPods", type_ = "integer", json_path = ".spec.minReplicas"),
     printcolumn(name = "MaxPods", type_ = "integer", json_path = ".spec.maxReplicas"),
-    printcolumn(name = "Replicas", type_ = "integer", json_path = ".status.currentReplicas"),
-    printcolumn(name = "Age", type_ = "date", json_path = ".metadata.creationTimestamp")
+    printcolumn(
+        name = "Replicas",
+        type_ = "integer",
+        json_path = ".status.currentReplicas"
+    ),
+    printcolumn(
+        name = "Age",
+        type_ = "date",
+        json_path = ".metadata.creationTimestamp"
+    )
 )]
 #[x_kube(validation = Rule::new("!has(self.minReplicas) || self.minReplicas <= self.maxReplicas")
     .message("spec.minReplicas must be less than or equal to spec.maxReplicas")

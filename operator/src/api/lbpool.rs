@@ -10,6 +10,8 @@ use serde::{Deserialize, Serialize};
 pub const LOAD_BALANCER_CLASS: &str = "ferry.dev/pool";
 
 /// Desired state of a LoadBalancerPool.
+// kube's printcolumn(...) entries repeat keys such as `type_` by design.
+#[allow(clippy::duplicated_attributes)]
 #[derive(CustomResource, KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
 #[kube(
     group = "ferry.dev",
@@ -24,7 +26,11 @@ pub const LOAD_BALANCER_CLASS: &str = "ferry.dev/pool";
     printcolumn(name = "Addresses", type_ = "string", json_path = ".spec.addresses"),
     printcolumn(name = "Allocated", type_ = "integer", json_path = ".status.allocated"),
     printcolumn(name = "Available", type_ = "integer", json_path = ".status.available"),
-    printcolumn(name = "Age", type_ = "date", json_path = ".metadata.creationTimestamp")
+    printcolumn(
+        name = "Age",
+        type_ = "date",
+        json_path = ".metadata.creationTimestamp"
+    )
 )]
 #[serde(rename_all = "camelCase")]
 pub struct LoadBalancerPoolSpec {

@@ -75,11 +75,16 @@ mod tests {
         let selector = Selector::from_iter([("app", "web")]);
         let pods = vec![
             PodBuilder::new("mine").owned_by(&app).pod(),
-            PodBuilder::new("relabelled").owned_by(&app).label("app", "debug").pod(),
+            PodBuilder::new("relabelled")
+                .owned_by(&app)
+                .label("app", "debug")
+                .pod(),
             PodBuilder::new("orphan").pod(),
             PodBuilder::new("orphan-leaving").terminating().pod(),
             PodBuilder::new("other-app").label("app", "api").pod(),
-            PodBuilder::new("foreign").controlled_by("someone-else").pod(),
+            PodBuilder::new("foreign")
+                .controlled_by("someone-else")
+                .pod(),
         ];
         let claim = claim(&uid, &selector, &pods);
         let owned: Vec<_> = claim.owned.iter().map(|p| p.name_any()).collect();

@@ -105,11 +105,35 @@ mod tests {
     #[test]
     fn transition_time_moves_only_with_the_status() {
         let mut conditions = vec![];
-        set(&mut conditions, AVAILABLE, verdict(Truth::False, "A"), at(1), Some(1));
-        set(&mut conditions, AVAILABLE, verdict(Truth::False, "B"), at(2), Some(2));
+        set(
+            &mut conditions,
+            AVAILABLE,
+            verdict(Truth::False, "A"),
+            at(1),
+            Some(1),
+        );
+        set(
+            &mut conditions,
+            AVAILABLE,
+            verdict(Truth::False, "B"),
+            at(2),
+            Some(2),
+        );
         assert_eq!(conditions[0].last_transition_time, Time(at(1)));
-        assert_eq!((conditions[0].reason.as_str(), conditions[0].observed_generation), ("B", Some(2)));
-        set(&mut conditions, AVAILABLE, verdict(Truth::True, "C"), at(3), Some(2));
+        assert_eq!(
+            (
+                conditions[0].reason.as_str(),
+                conditions[0].observed_generation
+            ),
+            ("B", Some(2))
+        );
+        set(
+            &mut conditions,
+            AVAILABLE,
+            verdict(Truth::True, "C"),
+            at(3),
+            Some(2),
+        );
         assert_eq!(conditions[0].last_transition_time, Time(at(3)));
         assert_eq!(conditions.len(), 1);
     }

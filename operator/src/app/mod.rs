@@ -66,14 +66,26 @@ pub struct Observed {
 #[derive(Clone, Debug, PartialEq)]
 pub enum Action {
     CreateRevision(Box<ControllerRevision>),
-    RenumberRevision { name: String, number: i64 },
+    RenumberRevision {
+        name: String,
+        number: i64,
+    },
     AdoptPods(Vec<PodRef>),
     ReleasePods(Vec<PodRef>),
     /// `count` pods like `pod` (which has a generateName), of `revision`.
-    CreatePods { pod: Box<Pod>, count: usize, revision: String },
-    DeletePods { pods: Vec<PodRef>, reason: DeleteReason },
+    CreatePods {
+        pod: Box<Pod>,
+        count: usize,
+        revision: String,
+    },
+    DeletePods {
+        pods: Vec<PodRef>,
+        reason: DeleteReason,
+    },
     ApplyService(Box<Service>),
-    DeleteService { name: String },
+    DeleteService {
+        name: String,
+    },
     DeleteRevisions(Vec<String>),
 }
 
@@ -125,8 +137,13 @@ fn plan_valid(app: &App, observed: &Observed, spec: &ValidSpec, update_hash: &st
         owned,
         adopt,
         release,
-    } = claim::claim(&app.uid().unwrap_or_default(), &spec.selector, &observed.pods);
-    let revision_objects: Vec<ControllerRevision> = observed.revisions.iter().map(|r| (**r).clone()).collect();
+    } = claim::claim(
+        &app.uid().unwrap_or_default(),
+        &spec.selector,
+        &observed.pods,
+    );
+    let revision_objects: Vec<ControllerRevision> =
+        observed.revisions.iter().map(|r| (**r).clone()).collect();
     let revisions = revision::resolve(app, &revision_objects, update_hash);
     let views: Vec<PodView> = owned.into_iter().map(PodView::new).collect();
     let fleet = Fleet::new(&views, update_hash, min_ready(app), observed.now);
@@ -154,10 +171,15 @@ fn plan_valid(app: &App, observed: &Observed, spec: &ValidSpec, update_hash: &st
     match service::plan_service(app, &selector_labels, observed.service.as_deref()) {
         ServicePlan::Nothing => {}
         ServicePlan::Apply(service) => actions.push(Action::ApplyService(service)),
-        ServicePlan::Delete => actions.push(Action::DeleteService { name: app.name_any() }),
+        ServicePlan::Delete => actions.push(Action::DeleteService {
+            name: app.name_any(),
+        }),
         ServicePlan::Conflict => notices.push(Notice::warning(
             SERVICE_CONFLICT,
-            format!("a Service named {} exists and is not owned by this App; it is left alone", app.name_any()),
+            format!(
+                "a Service named {} exists and is not owned by this App; it is left alone",
+                app.name_any()
+            ),
         )),
     }
     if observed.expectations_satisfied {
@@ -183,7 +205,11 @@ fn plan_valid(app: &App, observed: &Observed, spec: &ValidSpec, update_hash: &st
 
 fn pod_actions(app: &App, revisions: &Revisions, changes: PodChanges) -> Vec<Action> {
     let mut actions = vec![];
-    for reason in [DeleteReason::Finished, DeleteReason::Surplus, DeleteReason::Replaced] {
+    for reason in [
+        DeleteReason::Finished,
+        DeleteReason::Surplus,
+        DeleteReason::Replaced,
+    ] {
         let pods: Vec<PodRef> = changes
             .delete
             .iter()
@@ -209,10 +235,24 @@ fn pod_actions(app: &App, revisions: &Revisions, changes: PodChanges) -> Vec<Act
     actions
 }
 
-fn prunable_revisions(app: &App, existing: &[ControllerRevision], revisions: &Revisions, pods: &[PodView]) -> Vec<String> {
-    let in_use: HashSet<&str> = pods.iter().filter_map(|p| p.revision_hash.as_deref()).collect();
-    let current = app.status.as_ref().and_then(|s| s.current_revision.as_deref());
-    let protected: Vec<&str> = [Some(revisions.update.name.as_str()), current].into_iter().flatten().collect();
+fn prunable_revisions(
+    app: &App,
+    existing: &[ControllerRevision],
+    revisions: &Revisions,
+    pods: &[PodView],
+) -> Vec<String> {
+    let in_use: HashSet<&str> = pods
+        .iter()
+        .filter_map(|p| p.revision_hash.as_deref())
+        .collect();
+    let current = app
+        .status
+        .as_ref()
+        .and_then(|s| s.current_revision.as_deref());
+    let protected: Vec<&str> = [Some(revisions.update.name.as_str()), current]
+        .into_iter()
+        .flatten()
+        .collect();
     let limit = usize::try_from(app.spec.revision_history_limit).unwrap_or(0);
     revision::prunable(existing, limit, &protected, &in_use)
 }

@@ -45,10 +45,20 @@ pub const SERVICE_CONFLICT: &str = "ServiceConflict";
 
 pub fn between(previous: &AppStatus, next: &AppStatus) -> Vec<Notice> {
     let mut notices = vec![];
+    // A paused App records the new revision but does not roll it out yet.
+    let paused =
+        conditions::find(&next.conditions, PROGRESSING).is_some_and(|c| c.reason == ROLLOUT_PAUSED);
     if let Some(revision) = &next.update_revision
-        && previous.update_revision.as_ref().is_some_and(|before| before != revision)
+        && previous
+            .update_revision
+            .as_ref()
+            .is_some_and(|before| before != revision)
+        && !paused
     {
-        notices.push(Notice::normal(ROLLOUT_STARTED, format!("rolling out revision {revision}")));
+        notices.push(Notice::normal(
+            ROLLOUT_STARTED,
+            format!("rolling out revision {revision}"),
+        ));
     }
     let reason_of = |status: &AppStatus, type_| {
         conditions::find(&status.conditions, type_).map(|c| (c.reason.clone(), c.message.clone()))
@@ -64,7 +74,9 @@ pub fn between(previous: &AppStatus, next: &AppStatus) -> Vec<Notice> {
         && before.as_deref() != Some(reason.as_str())
     {
         match reason.as_str() {
-            PROGRESS_DEADLINE_EXCEEDED => notices.push(Notice::warning(PROGRESS_DEADLINE_EXCEEDED, message)),
+            PROGRESS_DEADLINE_EXCEEDED => {
+                notices.push(Notice::warning(PROGRESS_DEADLINE_EXCEEDED, message))
+            }
             NEW_REVISION_AVAILABLE => notices.push(Notice::normal(ROLLOUT_COMPLETE, message)),
             ROLLOUT_PAUSED => notices.push(Notice::normal(ROLLOUT_PAUSED, message)),
             ROLLOUT_RESUMED => notices.push(Notice::normal(ROLLOUT_RESUMED, message)),
@@ -94,18 +106,34 @@ mod tests {
     #[test]
     fn deadline_exceeded_warns_once() {
         let before = with(PROGRESSING, Truth::True, "RevisionProgressing", "");
-        let after = with(PROGRESSING, Truth::False, PROGRESS_DEADLINE_EXCEEDED, "stuck");
-        assert_eq!(between(&before, &after), vec![Notice::warning(PROGRESS_DEADLINE_EXCEEDED, "stuck".into())]);
+        let after = with(
+            PROGRESSING,
+            Truth::False,
+            PROGRESS_DEADLINE_EXCEEDED,
+            "stuck",
+        );
+        assert_eq!(
+            between(&before, &after),
+            vec![Notice::warning(PROGRESS_DEADLINE_EXCEEDED, "stuck".into())]
+        );
         assert_eq!(between(&after, &after), vec![]);
     }
 
     #[test]
     fn invalid_spec_warns_when_the_problem_changes() {
         let first = with(REPLICA_FAILURE, Truth::True, INVALID_SPEC, "bad selector");
-        let second = with(REPLICA_FAILURE, Truth::True, INVALID_SPEC, "bad restartPolicy");
+        let second = with(
+            REPLICA_FAILURE,
+            Truth::True,
+            INVALID_SPEC,
+            "bad restartPolicy",
+        );
         assert_eq!(between(&AppStatus::default(), &first).len(), 1);
         assert_eq!(between(&first, &first), vec![]);
-        assert_eq!(between(&first, &second), vec![Notice::warning(INVALID_SPEC, "bad restartPolicy".into())]);
+        assert_eq!(
+            between(&first, &second),
+            vec![Notice::warning(INVALID_SPEC, "bad restartPolicy".into())]
+        );
     }
 
     #[test]
@@ -119,6 +147,10 @@ mod tests {
             ..AppStatus::default()
         };
         assert_eq!(between(&before, &after)[0].reason, ROLLOUT_STARTED);
-        assert_eq!(between(&AppStatus::default(), &after), vec![], "a new App starts no rollout");
+        assert_eq!(
+            between(&AppStatus::default(), &after),
+            vec![],
+            "a new App starts no rollout"
+        );
     }
 }

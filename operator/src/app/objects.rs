@@ -12,10 +12,11 @@ use crate::api::{APP_NAME_LABEL, App, REVISION_HASH_LABEL};
 /// The controller reference that makes the App own an object; deleting the App deletes it,
 /// and foreground deletion of the App waits for it.
 pub fn owner_reference(app: &App) -> Option<OwnerReference> {
-    app.controller_owner_ref(&()).map(|reference| OwnerReference {
-        block_owner_deletion: Some(true),
-        ..reference
-    })
+    app.controller_owner_ref(&())
+        .map(|reference| OwnerReference {
+            block_owner_deletion: Some(true),
+            ..reference
+        })
 }
 
 /// The uid of an object's controller, if it has one.
@@ -72,8 +73,18 @@ mod tests {
         assert_eq!(labels[APP_NAME_LABEL], "web");
         assert_eq!(pod.metadata.generate_name.as_deref(), Some("web-h1-"));
         let owner = &pod.owner_references()[0];
-        assert_eq!((owner.kind.as_str(), owner.controller, owner.block_owner_deletion), ("App", Some(true), Some(true)));
-        assert_eq!(controller_uid(&pod.metadata), Some(app.uid().unwrap().as_str()));
+        assert_eq!(
+            (
+                owner.kind.as_str(),
+                owner.controller,
+                owner.block_owner_deletion
+            ),
+            ("App", Some(true), Some(true))
+        );
+        assert_eq!(
+            controller_uid(&pod.metadata),
+            Some(app.uid().unwrap().as_str())
+        );
     }
 
     #[test]

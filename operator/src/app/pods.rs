@@ -61,9 +61,11 @@ impl PodView {
         let ready_condition = status
             .and_then(|s| s.conditions.as_ref())
             .and_then(|cs| cs.iter().find(|c| c.type_ == "Ready"));
-        let ready_since = ready_condition
-            .filter(|c| c.status == "True")
-            .map(|c| c.last_transition_time.as_ref().map_or(Timestamp::UNIX_EPOCH, |t| t.0));
+        let ready_since = ready_condition.filter(|c| c.status == "True").map(|c| {
+            c.last_transition_time
+                .as_ref()
+                .map_or(Timestamp::UNIX_EPOCH, |t| t.0)
+        });
         let restarts = status
             .and_then(|s| s.container_statuses.as_ref())
             .and_then(|cs| cs.iter().map(|c| c.restart_count).max())
@@ -76,7 +78,11 @@ impl PodView {
                 .as_ref()
                 .and_then(|l| l.get(REVISION_HASH_LABEL).cloned()),
             lifecycle,
-            assigned: pod.spec.as_ref().and_then(|s| s.node_name.as_ref()).is_some(),
+            assigned: pod
+                .spec
+                .as_ref()
+                .and_then(|s| s.node_name.as_ref())
+                .is_some(),
             phase_rank: match phase {
                 "Pending" => 0,
                 "Running" => 2,
@@ -153,14 +159,22 @@ fn problem(pod: &Pod) -> Option<String> {
         if let Some(waiting) = state.and_then(|s| s.waiting.as_ref()) {
             let reason = waiting.reason.as_deref().unwrap_or("Waiting");
             if reason != "ContainerCreating" && reason != "PodInitializing" {
-                return Some(describe(&container.name, reason, waiting.message.as_deref()));
+                return Some(describe(
+                    &container.name,
+                    reason,
+                    waiting.message.as_deref(),
+                ));
             }
         }
         if let Some(terminated) = state.and_then(|s| s.terminated.as_ref())
             && terminated.exit_code != 0
         {
             let reason = terminated.reason.as_deref().unwrap_or("Error");
-            return Some(describe(&container.name, reason, terminated.message.as_deref()));
+            return Some(describe(
+                &container.name,
+                reason,
+                terminated.message.as_deref(),
+            ));
         }
     }
     status
@@ -179,7 +193,9 @@ fn problem(pod: &Pod) -> Option<String> {
 
 fn describe(container: &str, reason: &str, message: Option<&str>) -> String {
     match message {
-        Some(message) if !message.is_empty() => format!("container {container}: {reason}: {message}"),
+        Some(message) if !message.is_empty() => {
+            format!("container {container}: {reason}: {message}")
+        }
         _ => format!("container {container}: {reason}"),
     }
 }
@@ -192,7 +208,11 @@ mod tests {
     #[track_caller]
     fn assert_deleted_first(first: PodBuilder, second: PodBuilder) {
         let (a, b) = (first.view(), second.view());
-        assert_eq!(deletion_order(&a, &b), Ordering::Less, "{a:?}\nshould go before\n{b:?}");
+        assert_eq!(
+            deletion_order(&a, &b),
+            Ordering::Less,
+            "{a:?}\nshould go before\n{b:?}"
+        );
         assert_eq!(deletion_order(&b, &a), Ordering::Greater);
     }
 
@@ -211,9 +231,18 @@ mod tests {
     #[test]
     fn lifecycle_distinguishes_terminating_and_finished_pods() {
         assert_eq!(PodBuilder::new("a").view().lifecycle, Lifecycle::Active);
-        assert_eq!(PodBuilder::new("a").terminating().view().lifecycle, Lifecycle::Terminating);
-        assert_eq!(PodBuilder::new("a").phase("Failed").view().lifecycle, Lifecycle::Finished);
-        assert_eq!(PodBuilder::new("a").phase("Succeeded").view().lifecycle, Lifecycle::Finished);
+        assert_eq!(
+            PodBuilder::new("a").terminating().view().lifecycle,
+            Lifecycle::Terminating
+        );
+        assert_eq!(
+            PodBuilder::new("a").phase("Failed").view().lifecycle,
+            Lifecycle::Finished
+        );
+        assert_eq!(
+            PodBuilder::new("a").phase("Succeeded").view().lifecycle,
+            Lifecycle::Finished
+        );
     }
 
     #[test]
@@ -222,18 +251,33 @@ mod tests {
         let min_ready = SignedDuration::from_secs(10);
         assert!(!pod.is_available(min_ready, at(109)));
         assert!(pod.is_available(min_ready, at(110)));
-        assert!(!PodBuilder::new("b").running().view().is_available(min_ready, at(500)));
+        assert!(
+            !PodBuilder::new("b")
+                .running()
+                .view()
+                .is_available(min_ready, at(500))
+        );
     }
 
     #[test]
     fn problem_names_the_waiting_container() {
         let pod = PodBuilder::new("a")
-            .waiting("web", "ImagePullBackOff", "Back-off pulling image \"nope:v9\"")
+            .waiting(
+                "web",
+                "ImagePullBackOff",
+                "Back-off pulling image \"nope:v9\"",
+            )
             .view();
         assert_eq!(
             pod.problem.as_deref(),
             Some("container web: ImagePullBackOff: Back-off pulling image \"nope:v9\"")
         );
-        assert_eq!(PodBuilder::new("b").waiting("web", "ContainerCreating", "").view().problem, None);
+        assert_eq!(
+            PodBuilder::new("b")
+                .waiting("web", "ContainerCreating", "")
+                .view()
+                .problem,
+            None
+        );
     }
 }

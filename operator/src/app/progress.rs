@@ -92,20 +92,32 @@ pub fn progress(rollout: &Rollout) -> Progress {
             verdict: Verdict {
                 status: Truth::Unknown,
                 reason: ROLLOUT_PAUSED,
-                message: "the App is paused; set spec.paused to false to continue the rollout".into(),
+                message: "the App is paused; set spec.paused to false to continue the rollout"
+                    .into(),
             },
             last_progress: last_progress.unwrap_or(rollout.now),
         };
     }
     if rollout.counts.complete(rollout.desired) {
-        let message = format!("revision {revision} is rolled out: {} pods available", rollout.desired);
+        let message = format!(
+            "revision {revision} is rolled out: {} pods available",
+            rollout.desired
+        );
         return Progress {
-            last_progress: if progressed { rollout.now } else { last_progress.unwrap_or(rollout.now) },
+            last_progress: if progressed {
+                rollout.now
+            } else {
+                last_progress.unwrap_or(rollout.now)
+            },
             ..moved(NEW_REVISION_AVAILABLE, message)
         };
     }
     if progressed {
-        let reason = if rollout.update_is_new { NEW_REVISION_CREATED } else { REVISION_PROGRESSING };
+        let reason = if rollout.update_is_new {
+            NEW_REVISION_CREATED
+        } else {
+            REVISION_PROGRESSING
+        };
         return moved(reason, describe_rollout(rollout));
     }
     if prior_reason == Some(ROLLOUT_PAUSED) {
@@ -152,7 +164,12 @@ pub fn deadline_at(rollout: &Rollout, progress: &Progress) -> Option<Timestamp> 
     let in_flight = !rollout.paused
         && !rollout.counts.complete(rollout.desired)
         && progress.verdict.reason != PROGRESS_DEADLINE_EXCEEDED;
-    in_flight.then(|| progress.last_progress.saturating_add(rollout.deadline).unwrap_or(progress.last_progress))
+    in_flight.then(|| {
+        progress
+            .last_progress
+            .saturating_add(rollout.deadline)
+            .unwrap_or(progress.last_progress)
+    })
 }
 
 fn timed_out(since: Timestamp, rollout: &Rollout) -> bool {
@@ -218,7 +235,13 @@ mod tests {
             reason,
             message: String::new(),
         };
-        set(&mut status.conditions, PROGRESSING, verdict, at(last_progress), Some(1));
+        set(
+            &mut status.conditions,
+            PROGRESSING,
+            verdict,
+            at(last_progress),
+            Some(1),
+        );
         status
     }
 
@@ -246,9 +269,16 @@ mod tests {
     #[test]
     fn progress_resets_the_clock() {
         let before = previous(REVISION_PROGRESSING, 0, STUCK);
-        let better = Counts { available: 4, ready: 4, ..STUCK };
+        let better = Counts {
+            available: 4,
+            ready: 4,
+            ..STUCK
+        };
         let result = progress(&rollout(&before, better, 900));
-        assert_eq!((result.verdict.reason, result.last_progress), (REVISION_PROGRESSING, at(900)));
+        assert_eq!(
+            (result.verdict.reason, result.last_progress),
+            (REVISION_PROGRESSING, at(900))
+        );
     }
 
     #[test]
@@ -256,33 +286,64 @@ mod tests {
         let before = previous(REVISION_PROGRESSING, 0, STUCK);
         let early = progress(&rollout(&before, STUCK, 599));
         assert_eq!(early.verdict.status, Truth::True);
-        assert_eq!(deadline_at(&rollout(&before, STUCK, 599), &early), Some(at(600)));
+        assert_eq!(
+            deadline_at(&rollout(&before, STUCK, 599), &early),
+            Some(at(600))
+        );
 
         let late = progress(&rollout(&before, STUCK, 600));
-        assert_eq!((late.verdict.status, late.verdict.reason), (Truth::False, PROGRESS_DEADLINE_EXCEEDED));
-        assert!(late.verdict.message.contains("made no progress for 600s: 1 of 3 pods updated"));
+        assert_eq!(
+            (late.verdict.status, late.verdict.reason),
+            (Truth::False, PROGRESS_DEADLINE_EXCEEDED)
+        );
+        assert!(
+            late.verdict
+                .message
+                .contains("made no progress for 600s: 1 of 3 pods updated")
+        );
         assert!(late.verdict.message.contains("ImagePullBackOff"));
-        assert_eq!(late.last_progress, at(0), "the clock is not reset by timing out");
+        assert_eq!(
+            late.last_progress,
+            at(0),
+            "the clock is not reset by timing out"
+        );
     }
 
     #[test]
     fn a_completed_rollout_never_times_out() {
-        let done = Counts { replicas: 3, updated: 3, ready: 3, available: 3 };
+        let done = Counts {
+            replicas: 3,
+            updated: 3,
+            ready: 3,
+            available: 3,
+        };
         let before = previous(NEW_REVISION_AVAILABLE, 0, done);
-        let degraded = Counts { ready: 2, available: 2, ..done };
+        let degraded = Counts {
+            ready: 2,
+            available: 2,
+            ..done
+        };
         let result = progress(&rollout(&before, degraded, 10_000));
         assert_eq!(result.verdict.reason, NEW_REVISION_AVAILABLE);
     }
 
     #[test]
     fn a_new_revision_is_progress() {
-        let done = Counts { replicas: 3, updated: 3, ready: 3, available: 3 };
+        let done = Counts {
+            replicas: 3,
+            updated: 3,
+            ready: 3,
+            available: 3,
+        };
         let before = previous(NEW_REVISION_AVAILABLE, 0, done);
         let mut next = rollout(&before, Counts { updated: 0, ..done }, 5000);
         next.update_revision = "web-3";
         next.update_is_new = true;
         let result = progress(&next);
-        assert_eq!((result.verdict.reason, result.last_progress), (NEW_REVISION_CREATED, at(5000)));
+        assert_eq!(
+            (result.verdict.reason, result.last_progress),
+            (NEW_REVISION_CREATED, at(5000))
+        );
     }
 
     #[test]
@@ -291,11 +352,17 @@ mod tests {
         let mut paused = rollout(&before, STUCK, 100);
         paused.paused = true;
         let result = progress(&paused);
-        assert_eq!((result.verdict.status, result.verdict.reason), (Truth::Unknown, ROLLOUT_PAUSED));
+        assert_eq!(
+            (result.verdict.status, result.verdict.reason),
+            (Truth::Unknown, ROLLOUT_PAUSED)
+        );
         assert_eq!(deadline_at(&paused, &result), None);
 
         let was_paused = previous(ROLLOUT_PAUSED, 0, STUCK);
         let resumed = progress(&rollout(&was_paused, STUCK, 5000));
-        assert_eq!((resumed.verdict.reason, resumed.last_progress), (ROLLOUT_RESUMED, at(5000)));
+        assert_eq!(
+            (resumed.verdict.reason, resumed.last_progress),
+            (ROLLOUT_RESUMED, at(5000))
+        );
     }
 }

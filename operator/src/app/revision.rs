@@ -78,9 +78,9 @@ fn write_canonical(value: &Value, out: &mut String) {
 fn fnv1a64(bytes: &[u8]) -> u64 {
     const OFFSET: u64 = 0xcbf2_9ce4_8422_2325;
     const PRIME: u64 = 0x0000_0100_0000_01b3;
-    bytes
-        .iter()
-        .fold(OFFSET, |hash, byte| (hash ^ u64::from(*byte)).wrapping_mul(PRIME))
+    bytes.iter().fold(OFFSET, |hash, byte| {
+        (hash ^ u64::from(*byte)).wrapping_mul(PRIME)
+    })
 }
 
 fn encode(mut hash: u64) -> String {
@@ -186,7 +186,9 @@ fn new_revision(app: &App, revision: &Revision) -> ControllerRevision {
             owner_references: owner_reference(app).map(|r| vec![r]),
             ..ObjectMeta::default()
         },
-        data: Some(RawExtension(json!({ "spec": { "template": app.spec.template } }))),
+        data: Some(RawExtension(
+            json!({ "spec": { "template": app.spec.template } }),
+        )),
         revision: revision.number,
     }
 }
@@ -202,7 +204,9 @@ pub fn prunable(
     let mut cleanable: Vec<Revision> = existing
         .iter()
         .map(describe)
-        .filter(|r| !protected.contains(&r.name.as_str()) && !hashes_in_use.contains(r.hash.as_str()))
+        .filter(|r| {
+            !protected.contains(&r.name.as_str()) && !hashes_in_use.contains(r.hash.as_str())
+        })
         .collect();
     cleanable.sort_by_key(|r| r.number);
     let excess = cleanable.len().saturating_sub(limit);
@@ -259,7 +263,10 @@ mod tests {
     #[test]
     fn rollback_renumbers_the_old_revision_to_the_newest() {
         let app = AppBuilder::new("web").build();
-        let existing = [revision(&app, "web-a", "a", 1), revision(&app, "web-b", "b", 2)];
+        let existing = [
+            revision(&app, "web-a", "a", 1),
+            revision(&app, "web-b", "b", 2),
+        ];
         let resolved = resolve(&app, &existing, "a");
         assert_eq!(
             resolved.actions,
@@ -274,7 +281,10 @@ mod tests {
     #[test]
     fn unchanged_template_plans_nothing() {
         let app = AppBuilder::new("web").build();
-        let existing = [revision(&app, "web-a", "a", 1), revision(&app, "web-b", "b", 2)];
+        let existing = [
+            revision(&app, "web-a", "a", 1),
+            revision(&app, "web-b", "b", 2),
+        ];
         let resolved = resolve(&app, &existing, "b");
         assert!(resolved.actions.is_empty());
         assert!(!resolved.update_is_new);

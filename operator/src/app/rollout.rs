@@ -32,7 +32,11 @@ pub fn fenceposts(strategy: &RollingUpdate, replicas: i32) -> Result<Fenceposts,
         .map_err(|e| format!("maxUnavailable: {e}"))?;
     Ok(Fenceposts {
         max_surge,
-        max_unavailable: if max_surge == 0 && max_unavailable == 0 { 1 } else { max_unavailable },
+        max_unavailable: if max_surge == 0 && max_unavailable == 0 {
+            1
+        } else {
+            max_unavailable
+        },
     })
 }
 
@@ -46,10 +50,12 @@ fn scaled(value: &IntOrString, total: usize, rounding: Rounding) -> Result<usize
     match value {
         IntOrString::Int(n) => usize::try_from(*n).map_err(|_| format!("{n} is negative")),
         IntOrString::String(text) => {
-            let percent: usize = text
-                .strip_suffix('%')
-                .and_then(|digits| digits.parse().ok())
-                .ok_or_else(|| format!("{text:?} is neither a number nor a percentage"))?;
+            let invalid = || format!("{text:?} is neither a number nor a percentage");
+            let Some(digits) = text.strip_suffix('%') else {
+                // A number written as a string ("1") means that number.
+                return text.parse().map_err(|_| invalid());
+            };
+            let percent: usize = digits.parse().map_err(|_| invalid())?;
             let scaled = percent * total;
             Ok(match rounding {
                 Rounding::Up => scaled.div_ceil(100),
@@ -89,7 +95,8 @@ pub struct PodChanges {
 
 impl PodChanges {
     fn delete(&mut self, pods: &[&PodView], reason: DeleteReason) {
-        self.delete.extend(pods.iter().map(|p| (p.reference(), reason)));
+        self.delete
+            .extend(pods.iter().map(|p| (p.reference(), reason)));
     }
 
     fn create(&mut self, count: usize, source: Source) {
@@ -131,7 +138,11 @@ fn paused(fleet: &Fleet, target: Target, changes: &mut PodChanges) {
         let surplus = first_to_delete(&active, active.len() - target.replicas);
         changes.delete(&surplus, DeleteReason::Surplus);
     } else {
-        let source = if target.has_current { Source::Current } else { Source::Update };
+        let source = if target.has_current {
+            Source::Current
+        } else {
+            Source::Update
+        };
         changes.create(target.replicas - active.len(), source);
     }
 }
@@ -148,7 +159,10 @@ fn recreate(fleet: &Fleet, replicas: usize, changes: &mut PodChanges) {
 
 fn scale_new(new: &[&PodView], replicas: usize, changes: &mut PodChanges) {
     if new.len() > replicas {
-        changes.delete(&first_to_delete(new, new.len() - replicas), DeleteReason::Surplus);
+        changes.delete(
+            &first_to_delete(new, new.len() - replicas),
+            DeleteReason::Surplus,
+        );
     } else {
         changes.create(replicas - new.len(), Source::Update);
     }
@@ -184,10 +198,16 @@ fn rolling(fleet: &Fleet, replicas: usize, bounds: Fenceposts, changes: &mut Pod
     let (healthy_old, unhealthy_old): (Vec<&PodView>, Vec<&PodView>) =
         fleet.old.iter().partition(|p| fleet.is_available(p));
     // Unavailable old pods serve nobody: they go first.
-    changes.delete(&first_to_delete(&unhealthy_old, removable), DeleteReason::Replaced);
+    changes.delete(
+        &first_to_delete(&unhealthy_old, removable),
+        DeleteReason::Replaced,
+    );
     let available = new_available + healthy_old.len();
     let spare = available.saturating_sub(min_available);
-    changes.delete(&first_to_delete(&healthy_old, spare), DeleteReason::Replaced);
+    changes.delete(
+        &first_to_delete(&healthy_old, spare),
+        DeleteReason::Replaced,
+    );
 }
 
 #[cfg(test)]
@@ -216,7 +236,10 @@ mod tests {
     /// `old`/`new` pods as (name, available) pairs; available pods have been ready since t=0.
     fn views(old: &[(&str, bool)], new: &[(&str, bool)]) -> Vec<PodView> {
         let build = |(name, available): &(&str, bool), revision: &str| {
-            let pod = PodBuilder::new(name).revision(revision).node("n1").running();
+            let pod = PodBuilder::new(name)
+                .revision(revision)
+                .node("n1")
+                .running();
             if *available { pod.ready_at(at(0)) } else { pod }.view()
         };
         old.iter()
@@ -231,7 +254,11 @@ mod tests {
     }
 
     fn deleted(changes: &PodChanges) -> Vec<&str> {
-        changes.delete.iter().map(|(p, _)| p.name.as_str()).collect()
+        changes
+            .delete
+            .iter()
+            .map(|(p, _)| p.name.as_str())
+            .collect()
     }
 
     #[test]
@@ -248,13 +275,22 @@ mod tests {
             (rolling("100%", "0%"), 0, bounds(0, 1)),
         ];
         for (strategy, replicas, expected) in cases {
-            assert_eq!(fenceposts(&strategy, replicas), Ok(expected), "{strategy:?} x {replicas}");
+            assert_eq!(
+                fenceposts(&strategy, replicas),
+                Ok(expected),
+                "{strategy:?} x {replicas}"
+            );
         }
         let ints = RollingUpdate {
             max_surge: IntOrString::Int(2),
             max_unavailable: IntOrString::Int(0),
         };
         assert_eq!(fenceposts(&ints, 5), Ok(bounds(2, 0)));
+        assert_eq!(
+            fenceposts(&rolling("2", "1"), 5),
+            Ok(bounds(2, 1)),
+            "numbers written as strings"
+        );
     }
 
     #[test]
@@ -274,7 +310,10 @@ mod tests {
 
     #[test]
     fn rollout_starts_with_surge_and_unavailable_budget() {
-        let pods = views(&[("o1", true), ("o2", true), ("o3", true), ("o4", true)], &[]);
+        let pods = views(
+            &[("o1", true), ("o2", true), ("o3", true), ("o4", true)],
+            &[],
+        );
         let changes = changes(&pods, rolling_target(4, bounds(1, 1)));
         assert_eq!(changes.create, 1, "4 + 1 surge");
         assert_eq!(deleted(&changes).len(), 1, "4 available - 3 minimum");
@@ -290,14 +329,20 @@ mod tests {
     #[test]
     fn rollout_waits_for_new_pods_to_become_available() {
         // 3 replicas, surge 1, unavailable 0: one new pod exists but is not ready yet.
-        let pods = views(&[("o1", true), ("o2", true), ("o3", true)], &[("n1", false)]);
+        let pods = views(
+            &[("o1", true), ("o2", true), ("o3", true)],
+            &[("n1", false)],
+        );
         let changes = changes(&pods, rolling_target(3, bounds(1, 0)));
         assert_eq!(changes, PodChanges::default());
     }
 
     #[test]
     fn unavailable_old_pods_go_first_within_the_budget() {
-        let pods = views(&[("o1", false), ("o2", true), ("o3", true)], &[("n1", true)]);
+        let pods = views(
+            &[("o1", false), ("o2", true), ("o3", true)],
+            &[("n1", true)],
+        );
         let changes = changes(&pods, rolling_target(3, bounds(1, 0)));
         assert_eq!(deleted(&changes), ["o1"]);
     }
@@ -344,15 +389,26 @@ mod tests {
         let pods = views(&[("o1", true), ("o2", true)], &[]);
         let changes = changes(&pods, target);
         assert_eq!((changes.create, changes.source), (1, Some(Source::Current)));
-        assert!(changes.delete.is_empty(), "a paused rollout removes no old pods");
+        assert!(
+            changes.delete.is_empty(),
+            "a paused rollout removes no old pods"
+        );
     }
 
     #[test]
     fn finished_pods_are_deleted_and_replaced() {
         let mut pods = views(&[], &[("a", true)]);
-        pods.push(PodBuilder::new("failed").revision("new").phase("Failed").view());
+        pods.push(
+            PodBuilder::new("failed")
+                .revision("new")
+                .phase("Failed")
+                .view(),
+        );
         let changes = changes(&pods, rolling_target(2, bounds(1, 1)));
-        assert_eq!(changes.delete, vec![(pods[1].reference(), DeleteReason::Finished)]);
+        assert_eq!(
+            changes.delete,
+            vec![(pods[1].reference(), DeleteReason::Finished)]
+        );
         assert_eq!(changes.create, 1);
     }
 }

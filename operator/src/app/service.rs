@@ -10,7 +10,9 @@ use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 use kube::ResourceExt;
 
 use super::objects::{controller_uid, managed_labels, owner_reference};
-use crate::api::{App, AppService, AppServicePort, Protocol, ServiceType, SessionAffinity, TrafficPolicy};
+use crate::api::{
+    App, AppService, AppServicePort, Protocol, ServiceType, SessionAffinity, TrafficPolicy,
+};
 
 /// What to do about the App's Service.
 #[derive(Clone, Debug, PartialEq)]
@@ -22,8 +24,17 @@ pub enum ServicePlan {
     Conflict,
 }
 
-pub fn plan_service(app: &App, selector: &BTreeMap<String, String>, observed: Option<&Service>) -> ServicePlan {
-    let owned_by_app = observed.is_some_and(|s| controller_uid(&s.metadata) == app.uid().as_deref());
+pub fn plan_service(
+    app: &App,
+    selector: &BTreeMap<String, String>,
+    observed: Option<&Service>,
+) -> ServicePlan {
+    let owned_by_app =
+        observed.is_some_and(|s| controller_uid(&s.metadata) == app.uid().as_deref());
+    if observed.is_some_and(|s| s.metadata.deletion_timestamp.is_some()) {
+        // Going away already; once gone it is created again if the block asks for it.
+        return ServicePlan::Nothing;
+    }
     match (&app.spec.service, observed) {
         (None, Some(_)) if owned_by_app => ServicePlan::Delete,
         (None, _) => ServicePlan::Nothing,
@@ -53,7 +64,9 @@ fn desired_service(app: &App, block: &AppService, selector: &BTreeMap<String, St
             selector: Some(selector.clone()),
             ports: Some(block.ports.iter().map(service_port).collect()),
             session_affinity: block.session_affinity.map(|a| affinity(a).to_owned()),
-            external_traffic_policy: block.external_traffic_policy.map(|p| traffic_policy(p).to_owned()),
+            external_traffic_policy: block
+                .external_traffic_policy
+                .map(|p| traffic_policy(p).to_owned()),
             load_balancer_class: block.load_balancer_class.clone(),
             ..ServiceSpec::default()
         }),
@@ -65,7 +78,11 @@ fn service_port(port: &AppServicePort) -> ServicePort {
     ServicePort {
         name: port.name.clone(),
         port: port.port,
-        target_port: Some(port.target_port.clone().unwrap_or(IntOrString::Int(port.port))),
+        target_port: Some(
+            port.target_port
+                .clone()
+                .unwrap_or(IntOrString::Int(port.port)),
+        ),
         protocol: Some(protocol(port.protocol).to_owned()),
         node_port: port.node_port,
         ..ServicePort::default()
@@ -77,9 +94,14 @@ fn matches(desired: &Service, observed: &Service) -> bool {
     let (Some(want), Some(have)) = (&desired.spec, &observed.spec) else {
         return false;
     };
-    let or = |value: &Option<String>, default: &str| value.clone().unwrap_or_else(|| default.to_owned());
+    let or =
+        |value: &Option<String>, default: &str| value.clone().unwrap_or_else(|| default.to_owned());
     let want_type = or(&want.type_, "ClusterIP");
-    let external_default = if want_type == "ClusterIP" { "" } else { "Cluster" };
+    let external_default = if want_type == "ClusterIP" {
+        ""
+    } else {
+        "Cluster"
+    };
     let labels_present = desired
         .labels()
         .iter()
@@ -88,9 +110,13 @@ fn matches(desired: &Service, observed: &Service) -> bool {
         && want_type == or(&have.type_, "ClusterIP")
         && want.selector == have.selector
         && or(&want.session_affinity, "None") == or(&have.session_affinity, "None")
-        && or(&want.external_traffic_policy, external_default) == or(&have.external_traffic_policy, external_default)
+        && or(&want.external_traffic_policy, external_default)
+            == or(&have.external_traffic_policy, external_default)
         && want.load_balancer_class == have.load_balancer_class
-        && ports_match(want.ports.as_deref().unwrap_or_default(), have.ports.as_deref().unwrap_or_default())
+        && ports_match(
+            want.ports.as_deref().unwrap_or_default(),
+            have.ports.as_deref().unwrap_or_default(),
+        )
 }
 
 fn ports_match(want: &[ServicePort], have: &[ServicePort]) -> bool {
@@ -137,7 +163,8 @@ fn protocol(value: Protocol) -> &'static str {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::app::testing::AppBuilder;
+    use crate::app::testing::{AppBuilder, at};
+    use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 
     fn web_selector() -> BTreeMap<String, String> {
         BTreeMap::from([("app".to_owned(), "web".to_owned())])
@@ -178,7 +205,9 @@ mod tests {
 
     #[test]
     fn service_block_makes_an_owned_service_selecting_the_app() {
-        let app = AppBuilder::new("web").service(block(ServiceType::NodePort)).build();
+        let app = AppBuilder::new("web")
+            .service(block(ServiceType::NodePort))
+            .build();
         let service = applied(plan_service(&app, &web_selector(), None));
         let spec = service.spec.as_ref().unwrap();
         assert_eq!(service.metadata.name.as_deref(), Some("web"));
@@ -187,29 +216,55 @@ mod tests {
         assert_eq!(service.owner_references()[0].uid, app.uid().unwrap());
 
         let stored = as_stored(service);
-        assert_eq!(plan_service(&app, &web_selector(), Some(&stored)), ServicePlan::Nothing);
+        assert_eq!(
+            plan_service(&app, &web_selector(), Some(&stored)),
+            ServicePlan::Nothing
+        );
     }
 
     #[test]
     fn changed_block_is_applied_again() {
-        let app = AppBuilder::new("web").service(block(ServiceType::ClusterIP)).build();
+        let app = AppBuilder::new("web")
+            .service(block(ServiceType::ClusterIP))
+            .build();
         let stored = as_stored(applied(plan_service(&app, &web_selector(), None)));
         let mut changed = block(ServiceType::ClusterIP);
         changed.ports[0].port = 81;
         let app = AppBuilder::new("web").service(changed).build();
-        assert!(matches!(plan_service(&app, &web_selector(), Some(&stored)), ServicePlan::Apply(_)));
+        assert!(matches!(
+            plan_service(&app, &web_selector(), Some(&stored)),
+            ServicePlan::Apply(_)
+        ));
     }
 
     #[test]
     fn removed_block_deletes_only_an_owned_service() {
-        let with_block = AppBuilder::new("web").service(block(ServiceType::ClusterIP)).build();
+        let with_block = AppBuilder::new("web")
+            .service(block(ServiceType::ClusterIP))
+            .build();
         let ours = as_stored(applied(plan_service(&with_block, &web_selector(), None)));
         let without = AppBuilder::new("web").build();
-        assert_eq!(plan_service(&without, &web_selector(), Some(&ours)), ServicePlan::Delete);
+        assert_eq!(
+            plan_service(&without, &web_selector(), Some(&ours)),
+            ServicePlan::Delete
+        );
+
+        let mut leaving = ours.clone();
+        leaving.metadata.deletion_timestamp = Some(Time(at(1)));
+        assert_eq!(
+            plan_service(&without, &web_selector(), Some(&leaving)),
+            ServicePlan::Nothing
+        );
 
         let mut foreign = ours;
         foreign.metadata.owner_references = None;
-        assert_eq!(plan_service(&without, &web_selector(), Some(&foreign)), ServicePlan::Nothing);
-        assert_eq!(plan_service(&with_block, &web_selector(), Some(&foreign)), ServicePlan::Conflict);
+        assert_eq!(
+            plan_service(&without, &web_selector(), Some(&foreign)),
+            ServicePlan::Nothing
+        );
+        assert_eq!(
+            plan_service(&with_block, &web_selector(), Some(&foreign)),
+            ServicePlan::Conflict
+        );
     }
 }

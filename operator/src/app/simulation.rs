@@ -5,8 +5,9 @@
 //!   available pod when fewer than replicas - maxUnavailable would stay available;
 //! - Recreate never starts a new pod while an old one exists;
 //! - a paused App neither starts new-template pods beyond replacing missing ones nor replaces
-//!   old pods;
-//! and once pods stop flapping, the rollout finishes: exactly replicas pods, all updated.
+//!   old pods.
+//!
+//! Once pods stop flapping, the rollout finishes: exactly replicas pods, all updated.
 
 use std::sync::Arc;
 
@@ -18,7 +19,10 @@ use proptest::prelude::*;
 use super::conditions::{NEW_REVISION_AVAILABLE, PROGRESSING, find};
 use super::rollout::{Fenceposts, fenceposts};
 use super::testing::{AppBuilder, PodBuilder, at};
-use super::{Action, App, DeleteReason, Observed, plan, template_hash, with_creation_outcome, CreationOutcome};
+use super::{
+    Action, App, CreationOutcome, DeleteReason, Observed, plan, template_hash,
+    with_creation_outcome,
+};
 use crate::api::{REVISION_HASH_LABEL, StrategyType};
 
 #[derive(Clone, Debug)]
@@ -66,7 +70,11 @@ impl Cluster {
             .pods
             .iter()
             .map(|p| {
-                let mut pod = PodBuilder::new(&p.name).owned_by(&self.app).revision(&p.hash).node("n1").running();
+                let mut pod = PodBuilder::new(&p.name)
+                    .owned_by(&self.app)
+                    .revision(&p.hash)
+                    .node("n1")
+                    .running();
                 if let Some(since) = p.ready_since {
                     pod = pod.ready_at(at(since));
                 }
@@ -91,7 +99,8 @@ impl Cluster {
 
     fn is_available(&self, pod: &SimPod) -> bool {
         let min_ready = i64::from(self.app.spec.min_ready_seconds);
-        pod.ready_since.is_some_and(|since| since + min_ready <= self.now)
+        pod.ready_since
+            .is_some_and(|since| since + min_ready <= self.now)
     }
 
     fn available(&self) -> usize {
@@ -102,8 +111,15 @@ impl Cluster {
     fn reconcile(&mut self, bounds: Fenceposts) -> Result<usize, TestCaseError> {
         let plan = plan(&self.app, &self.observed());
         self.check(&plan.actions, bounds)?;
-        let created = plan.actions.iter().any(|a| matches!(a, Action::CreatePods { .. }));
-        let outcome = if created { CreationOutcome::Created } else { CreationOutcome::NotAttempted };
+        let created = plan
+            .actions
+            .iter()
+            .any(|a| matches!(a, Action::CreatePods { .. }));
+        let outcome = if created {
+            CreationOutcome::Created
+        } else {
+            CreationOutcome::NotAttempted
+        };
         let status = with_creation_outcome(plan.status, &outcome, at(self.now), None);
         self.app.status = Some(status);
         let changes = plan.actions.len();
@@ -123,12 +139,17 @@ impl Cluster {
                 Action::CreatePods { pod, count, .. } => {
                     active += count;
                     let hash = &pod.labels()[REVISION_HASH_LABEL];
-                    if self.app.spec.strategy.type_ == StrategyType::Recreate && *hash == update_hash {
+                    if self.app.spec.strategy.type_ == StrategyType::Recreate
+                        && *hash == update_hash
+                    {
                         let old = self.pods.iter().filter(|p| p.hash != update_hash).count();
                         prop_assert_eq!(old, 0, "Recreate started a new pod while old pods exist");
                     }
                     if self.app.spec.paused {
-                        prop_assert!(active <= replicas, "a paused App only replaces missing pods");
+                        prop_assert!(
+                            active <= replicas,
+                            "a paused App only replaces missing pods"
+                        );
                     }
                 }
                 Action::DeletePods { pods, reason } => {
@@ -138,7 +159,11 @@ impl Cluster {
                         .filter(|p| pods.iter().any(|d| d.name == p.name) && self.is_available(p))
                         .count();
                     if self.app.spec.paused {
-                        prop_assert_ne!(*reason, DeleteReason::Replaced, "a paused App replaced an old pod");
+                        prop_assert_ne!(
+                            *reason,
+                            DeleteReason::Replaced,
+                            "a paused App replaced an old pod"
+                        );
                     }
                 }
                 _ => {}
@@ -167,7 +192,9 @@ impl Cluster {
                     revision.revision = number;
                 }
             }
-            Action::DeleteRevisions(names) => self.revisions.retain(|r| !names.contains(&r.name_any())),
+            Action::DeleteRevisions(names) => {
+                self.revisions.retain(|r| !names.contains(&r.name_any()))
+            }
             Action::CreatePods { pod, count, .. } => {
                 for _ in 0..count {
                     self.created += 1;
@@ -180,11 +207,18 @@ impl Cluster {
                 }
             }
             Action::DeletePods { pods, .. } => {
-                for pod in self.pods.iter_mut().filter(|p| pods.iter().any(|d| d.name == p.name)) {
+                for pod in self
+                    .pods
+                    .iter_mut()
+                    .filter(|p| pods.iter().any(|d| d.name == p.name))
+                {
                     pod.terminating = true;
                 }
             }
-            Action::AdoptPods(_) | Action::ReleasePods(_) | Action::ApplyService(_) | Action::DeleteService { .. } => {}
+            Action::AdoptPods(_)
+            | Action::ReleasePods(_)
+            | Action::ApplyService(_)
+            | Action::DeleteService { .. } => {}
         }
     }
 
@@ -198,7 +232,11 @@ impl Cluster {
             }
         }
         if let Some(index) = tick.flap {
-            let ready: Vec<&mut SimPod> = self.pods.iter_mut().filter(|p| p.ready_since.is_some()).collect();
+            let ready: Vec<&mut SimPod> = self
+                .pods
+                .iter_mut()
+                .filter(|p| p.ready_since.is_some())
+                .collect();
             let count = ready.len();
             if let Some(pod) = ready.into_iter().nth(index % count.max(1)) {
                 pod.ready_since = None;
@@ -227,11 +265,18 @@ impl Cluster {
                 return Ok(());
             }
         }
-        Err(TestCaseError::fail(format!("rollout did not finish: {:?}", self.pods)))
+        Err(TestCaseError::fail(format!(
+            "rollout did not finish: {:?}",
+            self.pods
+        )))
     }
 
     fn rollout_complete(&self) -> bool {
-        let progressing = self.app.status.as_ref().and_then(|s| find(&s.conditions, PROGRESSING));
+        let progressing = self
+            .app
+            .status
+            .as_ref()
+            .and_then(|s| find(&s.conditions, PROGRESSING));
         progressing.is_some_and(|c| c.reason == NEW_REVISION_AVAILABLE)
     }
 }
@@ -251,17 +296,33 @@ fn tick() -> impl Strategy<Value = Tick> {
 }
 
 fn int_or_percent() -> impl Strategy<Value = String> {
-    prop_oneof![(0u8..4).prop_map(|n| n.to_string()), (0u8..=100).prop_map(|p| format!("{p}%"))]
+    prop_oneof![
+        (0u8..4).prop_map(|n| n.to_string()),
+        (0u8..=100).prop_map(|p| format!("{p}%"))
+    ]
 }
 
 fn app() -> impl Strategy<Value = App> {
-    (0i32..9, int_or_percent(), int_or_percent(), 0i32..15, any::<bool>())
-        .prop_filter("maxSurge and maxUnavailable cannot both be 0", |(_, surge, unavailable, _, _)| {
-            !(is_zero(surge) && is_zero(unavailable))
-        })
+    (
+        0i32..9,
+        int_or_percent(),
+        int_or_percent(),
+        0i32..15,
+        any::<bool>(),
+    )
+        .prop_filter(
+            "maxSurge and maxUnavailable cannot both be 0",
+            |(_, surge, unavailable, _, _)| !(is_zero(surge) && is_zero(unavailable)),
+        )
         .prop_map(|(replicas, surge, unavailable, min_ready, recreate)| {
-            let builder = AppBuilder::new("web").replicas(replicas).min_ready_seconds(min_ready);
-            let builder = if recreate { builder.recreate() } else { builder.rolling(&surge, &unavailable) };
+            let builder = AppBuilder::new("web")
+                .replicas(replicas)
+                .min_ready_seconds(min_ready);
+            let builder = if recreate {
+                builder.recreate()
+            } else {
+                builder.rolling(&surge, &unavailable)
+            };
             builder.build()
         })
 }
@@ -273,7 +334,9 @@ fn is_zero(value: &str) -> bool {
 fn bounds_of(app: &App) -> Fenceposts {
     match app.spec.strategy.type_ {
         StrategyType::Recreate => Fenceposts::RECREATE,
-        StrategyType::RollingUpdate => fenceposts(&app.rolling_update(), app.spec.replicas).expect("valid bounds"),
+        StrategyType::RollingUpdate => {
+            fenceposts(&app.rolling_update(), app.spec.replicas).expect("valid bounds")
+        }
     }
 }
 

@@ -62,7 +62,10 @@ pub fn compute(input: &StatusInput) -> StatusPlan {
     let current_revision = if counts.complete(desired) {
         update.name.clone()
     } else {
-        previous.current_revision.clone().unwrap_or_else(|| update.name.clone())
+        previous
+            .current_revision
+            .clone()
+            .unwrap_or_else(|| update.name.clone())
     };
     let mut status = AppStatus {
         observed_generation: generation,
@@ -75,7 +78,13 @@ pub fn compute(input: &StatusInput) -> StatusPlan {
     };
     let min_available = desired.saturating_sub(input.fenceposts.max_unavailable.min(desired));
     let conditions = &mut status.conditions;
-    conditions::set(conditions, AVAILABLE, availability(counts.available, desired, min_available), now, generation);
+    conditions::set(
+        conditions,
+        AVAILABLE,
+        availability(counts.available, desired, min_available),
+        now,
+        generation,
+    );
     conditions::set(conditions, PROGRESSING, progress.verdict, now, generation);
     let failure = conditions::find(conditions, REPLICA_FAILURE);
     if failure.is_some_and(|c| c.reason == INVALID_SPEC) || counts.replicas >= desired {
@@ -97,7 +106,13 @@ pub fn invalid(app: &App, fleet: &Fleet, problem: &SpecProblem) -> AppStatus {
         reason: INVALID_SPEC,
         message: problem.0.clone(),
     };
-    conditions::set(&mut status.conditions, REPLICA_FAILURE, verdict, fleet.now(), app.metadata.generation);
+    conditions::set(
+        &mut status.conditions,
+        REPLICA_FAILURE,
+        verdict,
+        fleet.now(),
+        app.metadata.generation,
+    );
     status
 }
 
@@ -113,7 +128,12 @@ pub enum CreationOutcome {
 }
 
 /// Records the creation outcome as the ReplicaFailure condition.
-pub fn with_creation_outcome(mut status: AppStatus, outcome: &CreationOutcome, now: Timestamp, generation: Option<i64>) -> AppStatus {
+pub fn with_creation_outcome(
+    mut status: AppStatus,
+    outcome: &CreationOutcome,
+    now: Timestamp,
+    generation: Option<i64>,
+) -> AppStatus {
     match outcome {
         CreationOutcome::NotAttempted => {}
         CreationOutcome::Created => conditions::remove(&mut status.conditions, REPLICA_FAILURE),
@@ -123,7 +143,13 @@ pub fn with_creation_outcome(mut status: AppStatus, outcome: &CreationOutcome, n
                 reason: FAILED_CREATE,
                 message: format!("pods cannot be created: {message}"),
             };
-            conditions::set(&mut status.conditions, REPLICA_FAILURE, verdict, now, generation);
+            conditions::set(
+                &mut status.conditions,
+                REPLICA_FAILURE,
+                verdict,
+                now,
+                generation,
+            );
         }
     }
     status
@@ -158,13 +184,17 @@ fn availability(available: usize, desired: usize, min_available: usize) -> Verdi
         Verdict {
             status: Truth::True,
             reason: MINIMUM_REPLICAS_AVAILABLE,
-            message: format!("{available} of {desired} pods available (at least {min_available} required)"),
+            message: format!(
+                "{available} of {desired} pods available (at least {min_available} required)"
+            ),
         }
     } else {
         Verdict {
             status: Truth::False,
             reason: MINIMUM_REPLICAS_UNAVAILABLE,
-            message: format!("{available} of {desired} pods available, at least {min_available} required"),
+            message: format!(
+                "{available} of {desired} pods available, at least {min_available} required"
+            ),
         }
     }
 }
@@ -176,7 +206,11 @@ fn blocker(fleet: &Fleet) -> Option<String> {
         .iter()
         .chain(fleet.old.iter())
         .filter(|p| !fleet.is_available(p))
-        .find_map(|p| p.problem.as_ref().map(|problem| format!("pod {}: {problem}", p.name)))
+        .find_map(|p| {
+            p.problem
+                .as_ref()
+                .map(|problem| format!("pod {}: {problem}", p.name))
+        })
 }
 
 #[cfg(test)]
@@ -187,12 +221,25 @@ mod tests {
     #[test]
     fn creation_failure_sets_and_success_clears_replica_failure() {
         let status = AppStatus::default();
-        let failed = with_creation_outcome(status, &CreationOutcome::Failed("exceeded quota".into()), at(1), Some(1));
+        let failed = with_creation_outcome(
+            status,
+            &CreationOutcome::Failed("exceeded quota".into()),
+            at(1),
+            Some(1),
+        );
         let condition = conditions::find(&failed.conditions, REPLICA_FAILURE).unwrap();
-        assert_eq!((condition.status.as_str(), condition.reason.as_str()), ("True", FAILED_CREATE));
+        assert_eq!(
+            (condition.status.as_str(), condition.reason.as_str()),
+            ("True", FAILED_CREATE)
+        );
         assert!(condition.message.contains("exceeded quota"));
 
-        let unchanged = with_creation_outcome(failed.clone(), &CreationOutcome::NotAttempted, at(2), Some(1));
+        let unchanged = with_creation_outcome(
+            failed.clone(),
+            &CreationOutcome::NotAttempted,
+            at(2),
+            Some(1),
+        );
         assert_eq!(unchanged, failed);
         let cleared = with_creation_outcome(failed, &CreationOutcome::Created, at(2), Some(1));
         assert!(cleared.conditions.is_empty());
@@ -205,12 +252,19 @@ mod tests {
             update_revision: Some("web-a".into()),
             ..AppStatus::default()
         });
-        let pods = [PodBuilder::new("p").revision("a").running().ready_at(at(0)).view()];
+        let pods = [PodBuilder::new("p")
+            .revision("a")
+            .running()
+            .ready_at(at(0))
+            .view()];
         let fleet = Fleet::new(&pods, "a", SignedDuration::ZERO, at(10));
         let status = invalid(&app, &fleet, &SpecProblem("spec.selector is empty".into()));
         assert_eq!((status.replicas, status.available_replicas), (1, 1));
         assert_eq!(status.update_revision.as_deref(), Some("web-a"));
         let condition = conditions::find(&status.conditions, REPLICA_FAILURE).unwrap();
-        assert_eq!((condition.reason.as_str(), condition.message.as_str()), (INVALID_SPEC, "spec.selector is empty"));
+        assert_eq!(
+            (condition.reason.as_str(), condition.message.as_str()),
+            (INVALID_SPEC, "spec.selector is empty")
+        );
     }
 }

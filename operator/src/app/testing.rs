@@ -10,7 +10,9 @@ use k8s_openapi::api::core::v1::{
     Container, ContainerState, ContainerStateWaiting, ContainerStatus, Pod, PodCondition, PodSpec,
     PodStatus, PodTemplateSpec,
 };
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta, OwnerReference, Time};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{
+    LabelSelector, ObjectMeta, OwnerReference, Time,
+};
 use k8s_openapi::apimachinery::pkg::runtime::RawExtension;
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 use k8s_openapi::jiff::Timestamp;
@@ -19,7 +21,10 @@ use serde_json::json;
 
 use super::objects::owner_reference;
 use super::pods::PodView;
-use crate::api::{App, AppService, AppSpec, AppStatus, AppStrategy, REVISION_HASH_LABEL, RollingUpdate, StrategyType};
+use crate::api::{
+    App, AppService, AppSpec, AppStatus, AppStrategy, REVISION_HASH_LABEL, RollingUpdate,
+    StrategyType,
+};
 
 pub const NAMESPACE: &str = "default";
 
@@ -28,7 +33,10 @@ pub fn at(seconds: i64) -> Timestamp {
 }
 
 fn labels(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
-    pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
+    pairs
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect()
 }
 
 pub struct AppBuilder {
@@ -89,7 +97,12 @@ impl AppBuilder {
     }
 
     pub fn labels(mut self, labels: BTreeMap<String, String>) -> Self {
-        self.app.spec.template.metadata.get_or_insert_default().labels = Some(labels);
+        self.app
+            .spec
+            .template
+            .metadata
+            .get_or_insert_default()
+            .labels = Some(labels);
         self
     }
 
@@ -99,7 +112,10 @@ impl AppBuilder {
     }
 
     pub fn rolling(mut self, max_surge: &str, max_unavailable: &str) -> Self {
-        let value = |v: &str| v.parse().map_or_else(|_| IntOrString::String(v.into()), IntOrString::Int);
+        let value = |v: &str| {
+            v.parse()
+                .map_or_else(|_| IntOrString::String(v.into()), IntOrString::Int)
+        };
         self.app.spec.strategy = AppStrategy {
             type_: StrategyType::RollingUpdate,
             rolling_update: Some(RollingUpdate {
@@ -158,7 +174,9 @@ pub fn revision(app: &App, name: &str, hash: &str, number: i64) -> ControllerRev
             owner_references: owner_reference(app).map(|r| vec![r]),
             ..ObjectMeta::default()
         },
-        data: Some(RawExtension(json!({ "spec": { "template": app.spec.template } }))),
+        data: Some(RawExtension(
+            json!({ "spec": { "template": app.spec.template } }),
+        )),
         revision: number,
     }
 }

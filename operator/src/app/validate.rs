@@ -104,7 +104,12 @@ mod tests {
 
     fn match_labels(pairs: &[(&str, &str)]) -> LabelSelector {
         LabelSelector {
-            match_labels: Some(pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()),
+            match_labels: Some(
+                pairs
+                    .iter()
+                    .map(|(k, v)| (k.to_string(), v.to_string()))
+                    .collect(),
+            ),
             match_expressions: None,
         }
     }
@@ -117,7 +122,9 @@ mod tests {
 
     #[test]
     fn selector_must_match_the_template() {
-        let app = AppBuilder::new("web").selector(match_labels(&[("app", "api")])).build();
+        let app = AppBuilder::new("web")
+            .selector(match_labels(&[("app", "api")]))
+            .build();
         assert_problem(app, "does not match the template's labels (app=web)");
     }
 
@@ -125,7 +132,9 @@ mod tests {
     fn empty_selector_is_refused() {
         let app = AppBuilder::new("web").labels(BTreeMap::new()).build();
         assert_problem(app, "spec.selector is empty");
-        let app = AppBuilder::new("web").selector(LabelSelector::default()).build();
+        let app = AppBuilder::new("web")
+            .selector(LabelSelector::default())
+            .build();
         assert_problem(app, "spec.selector is empty");
     }
 

@@ -55,7 +55,10 @@ impl Behavior {
             scale_up: Rules::from_spec(
                 spec.scale_up.as_ref(),
                 SignedDuration::ZERO,
-                &[(ScalingPolicyType::Pods, 4), (ScalingPolicyType::Percent, 100)],
+                &[
+                    (ScalingPolicyType::Pods, 4),
+                    (ScalingPolicyType::Percent, 100),
+                ],
             ),
             scale_down: Rules::from_spec(
                 spec.scale_down.as_ref(),
@@ -67,26 +70,41 @@ impl Behavior {
 }
 
 impl Rules {
-    fn from_spec(spec: Option<&ScalingRules>, window: SignedDuration, policies: &[(ScalingPolicyType, i32)]) -> Self {
+    fn from_spec(
+        spec: Option<&ScalingRules>,
+        window: SignedDuration,
+        policies: &[(ScalingPolicyType, i32)],
+    ) -> Self {
         let default_policies = || {
             policies
                 .iter()
-                .map(|&(type_, value)| Policy { type_, value, period: DEFAULT_POLICY_PERIOD })
+                .map(|&(type_, value)| Policy {
+                    type_,
+                    value,
+                    period: DEFAULT_POLICY_PERIOD,
+                })
                 .collect()
         };
-        let given_policies = spec.and_then(|s| s.policies.as_ref()).filter(|p| !p.is_empty());
+        let given_policies = spec
+            .and_then(|s| s.policies.as_ref())
+            .filter(|p| !p.is_empty());
         Self {
             stabilization_window: spec
                 .and_then(|s| s.stabilization_window_seconds)
-                .map_or(window, |s| seconds(s).clamp(SignedDuration::ZERO, MAX_WINDOW)),
-            select_policy: spec.and_then(|s| s.select_policy).unwrap_or(SelectPolicy::Max),
+                .map_or(window, |s| {
+                    seconds(s).clamp(SignedDuration::ZERO, MAX_WINDOW)
+                }),
+            select_policy: spec
+                .and_then(|s| s.select_policy)
+                .unwrap_or(SelectPolicy::Max),
             policies: given_policies.map_or_else(default_policies, |given| {
                 given
                     .iter()
                     .map(|p| Policy {
                         type_: p.type_,
                         value: p.value.max(1),
-                        period: seconds(p.period_seconds).clamp(SignedDuration::from_secs(1), MAX_PERIOD),
+                        period: seconds(p.period_seconds)
+                            .clamp(SignedDuration::from_secs(1), MAX_PERIOD),
                     })
                     .collect()
             }),
@@ -147,24 +165,45 @@ pub(super) fn limit(
 ) -> (i32, AutoscalerCondition) {
     let (min, max) = bounds;
     let limited = |replicas: i32, reason: Reason, message: &str| {
-        (replicas, AutoscalerCondition::new(ConditionType::ScalingLimited, true, reason, message))
+        (
+            replicas,
+            AutoscalerCondition::new(ConditionType::ScalingLimited, true, reason, message),
+        )
     };
     if desired > current {
-        let rate_limit = up_limit(&behavior.scale_up, history, current, now).max(i64::from(current));
+        let rate_limit =
+            up_limit(&behavior.scale_up, history, current, now).max(i64::from(current));
         let (allowed, reason, message) = if rate_limit < i64::from(max) {
-            (narrow(rate_limit), Reason::ScaleUpLimit, "the desired replica count is increasing faster than the maximum scale rate")
+            (
+                narrow(rate_limit),
+                Reason::ScaleUpLimit,
+                "the desired replica count is increasing faster than the maximum scale rate",
+            )
         } else {
-            (max, Reason::TooManyReplicas, "the desired replica count is more than the maximum replica count")
+            (
+                max,
+                Reason::TooManyReplicas,
+                "the desired replica count is more than the maximum replica count",
+            )
         };
         if desired > allowed {
             return limited(allowed, reason, message);
         }
     } else if desired < current {
-        let rate_limit = down_limit(&behavior.scale_down, history, current, now).min(i64::from(current));
+        let rate_limit =
+            down_limit(&behavior.scale_down, history, current, now).min(i64::from(current));
         let (allowed, reason, message) = if rate_limit > i64::from(min) {
-            (narrow(rate_limit), Reason::ScaleDownLimit, "the desired replica count is decreasing faster than the maximum scale rate")
+            (
+                narrow(rate_limit),
+                Reason::ScaleDownLimit,
+                "the desired replica count is decreasing faster than the maximum scale rate",
+            )
         } else {
-            (min, Reason::TooFewReplicas, "the desired replica count is less than the minimum replica count")
+            (
+                min,
+                Reason::TooFewReplicas,
+                "the desired replica count is less than the minimum replica count",
+            )
         };
         if desired < allowed {
             return limited(allowed, reason, message);
@@ -188,7 +227,9 @@ fn up_limit(rules: &Rules, history: &History, current: i32, now: Timestamp) -> i
         match policy.type_ {
             ScalingPolicyType::Pods => start + i64::from(policy.value),
             // Rounded up so that a small percentage of few replicas still adds one.
-            ScalingPolicyType::Percent => ceil_to_i64(start as f64 * (1.0 + f64::from(policy.value) / 100.0)),
+            ScalingPolicyType::Percent => {
+                ceil_to_i64(start as f64 * (1.0 + f64::from(policy.value) / 100.0))
+            }
         }
     });
     match rules.select_policy {
@@ -206,7 +247,9 @@ fn down_limit(rules: &Rules, history: &History, current: i32, now: Timestamp) ->
         match policy.type_ {
             ScalingPolicyType::Pods => start - i64::from(policy.value),
             // Truncated, so the number removed rounds up (72 less 10% leaves 64).
-            ScalingPolicyType::Percent => (start as f64 * (1.0 - f64::from(policy.value) / 100.0)) as i64,
+            ScalingPolicyType::Percent => {
+                (start as f64 * (1.0 - f64::from(policy.value) / 100.0)) as i64
+            }
         }
     });
     match rules.select_policy {

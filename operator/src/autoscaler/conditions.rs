@@ -95,8 +95,18 @@ pub struct AutoscalerCondition {
 }
 
 impl AutoscalerCondition {
-    pub fn new(type_: ConditionType, status: bool, reason: Reason, message: impl Into<String>) -> Self {
-        Self { type_, status, reason, message: message.into() }
+    pub fn new(
+        type_: ConditionType,
+        status: bool,
+        reason: Reason,
+        message: impl Into<String>,
+    ) -> Self {
+        Self {
+            type_,
+            status,
+            reason,
+            message: message.into(),
+        }
     }
 
     /// The target's scale could not be read: nothing else can be decided.
@@ -105,7 +115,9 @@ impl AutoscalerCondition {
             ConditionType::AbleToScale,
             false,
             Reason::FailedGetScale,
-            format!("the Autoscaler controller was unable to get the target's current scale: {message}"),
+            format!(
+                "the Autoscaler controller was unable to get the target's current scale: {message}"
+            ),
         )
     }
 
@@ -131,7 +143,12 @@ impl AutoscalerCondition {
 
     /// The scale has no (or an unreadable) pod selector, so no pod metrics can be read.
     pub fn invalid_selector(message: impl Into<String>) -> Self {
-        Self::new(ConditionType::ScalingActive, false, Reason::InvalidSelector, message)
+        Self::new(
+            ConditionType::ScalingActive,
+            false,
+            Reason::InvalidSelector,
+            message,
+        )
     }
 
     fn status_word(&self) -> &'static str {
@@ -173,10 +190,14 @@ pub fn merge(
 }
 
 fn order(type_: &str) -> usize {
-    [ConditionType::AbleToScale, ConditionType::ScalingActive, ConditionType::ScalingLimited]
-        .iter()
-        .position(|t| t.as_str() == type_)
-        .unwrap_or(usize::MAX)
+    [
+        ConditionType::AbleToScale,
+        ConditionType::ScalingActive,
+        ConditionType::ScalingLimited,
+    ]
+    .iter()
+    .position(|t| t.as_str() == type_)
+    .unwrap_or(usize::MAX)
 }
 
 #[cfg(test)]
@@ -194,7 +215,12 @@ mod tests {
         let first = merge(
             &[],
             &[
-                AutoscalerCondition::new(ConditionType::ScalingLimited, false, Reason::DesiredWithinRange, "ok"),
+                AutoscalerCondition::new(
+                    ConditionType::ScalingLimited,
+                    false,
+                    Reason::DesiredWithinRange,
+                    "ok",
+                ),
                 AutoscalerCondition::succeeded_rescale(3),
             ],
             &at(100),
@@ -204,14 +230,32 @@ mod tests {
         let second = merge(
             &first,
             &[
-                AutoscalerCondition::new(ConditionType::AbleToScale, true, Reason::ReadyForNewScale, "same"),
-                AutoscalerCondition::new(ConditionType::ScalingLimited, true, Reason::TooManyReplicas, "max"),
+                AutoscalerCondition::new(
+                    ConditionType::AbleToScale,
+                    true,
+                    Reason::ReadyForNewScale,
+                    "same",
+                ),
+                AutoscalerCondition::new(
+                    ConditionType::ScalingLimited,
+                    true,
+                    Reason::TooManyReplicas,
+                    "max",
+                ),
             ],
             &at(200),
             Some(1),
         );
         assert_eq!(second[0].reason, "ReadyForNewScale");
-        assert_eq!(second[0].last_transition_time, at(100), "status stayed True");
-        assert_eq!(second[1].last_transition_time, at(200), "status went False → True");
+        assert_eq!(
+            second[0].last_transition_time,
+            at(100),
+            "status stayed True"
+        );
+        assert_eq!(
+            second[1].last_transition_time,
+            at(200),
+            "status went False → True"
+        );
     }
 }

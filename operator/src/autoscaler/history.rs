@@ -31,7 +31,10 @@ impl History {
     /// The memory of a newly started controller: the current size counts as recommended now.
     pub fn seeded(now: Timestamp, current_replicas: i32) -> Self {
         Self {
-            recommendations: vec![Timed { at: now, replicas: current_replicas }],
+            recommendations: vec![Timed {
+                at: now,
+                replicas: current_replicas,
+            }],
             ..Self::default()
         }
     }
@@ -45,32 +48,51 @@ impl History {
         };
         let longest = rules.longest_policy_period();
         events.retain(|e| is_within(e.at, longest, now));
-        events.push(Timed { at: now, replicas: to.abs_diff(from).try_into().unwrap_or(i32::MAX) });
+        events.push(Timed {
+            at: now,
+            replicas: to.abs_diff(from).try_into().unwrap_or(i32::MAX),
+        });
     }
 
     /// Remembers an unstabilized recommendation, forgetting those older than both windows.
-    pub(super) fn record_recommendation(&mut self, behavior: &Behavior, now: Timestamp, replicas: i32) {
-        let longest = behavior.scale_up.stabilization_window.max(behavior.scale_down.stabilization_window);
-        self.recommendations.retain(|r| is_within(r.at, longest, now));
+    pub(super) fn record_recommendation(
+        &mut self,
+        behavior: &Behavior,
+        now: Timestamp,
+        replicas: i32,
+    ) {
+        let longest = behavior
+            .scale_up
+            .stabilization_window
+            .max(behavior.scale_down.stabilization_window);
+        self.recommendations
+            .retain(|r| is_within(r.at, longest, now));
         self.recommendations.push(Timed { at: now, replicas });
     }
 
     /// The (lowest, highest) recommendation within each direction's window, starting from
     /// `desired`: the lowest bounds a scale-up, the highest bounds a scale-down.
-    pub(super) fn stabilization_bounds(&self, behavior: &Behavior, now: Timestamp, desired: i32) -> (i32, i32) {
-        self.recommendations.iter().fold((desired, desired), |(lowest, highest), r| {
-            let lowest = if is_within(r.at, behavior.scale_up.stabilization_window, now) {
-                lowest.min(r.replicas)
-            } else {
-                lowest
-            };
-            let highest = if is_within(r.at, behavior.scale_down.stabilization_window, now) {
-                highest.max(r.replicas)
-            } else {
-                highest
-            };
-            (lowest, highest)
-        })
+    pub(super) fn stabilization_bounds(
+        &self,
+        behavior: &Behavior,
+        now: Timestamp,
+        desired: i32,
+    ) -> (i32, i32) {
+        self.recommendations
+            .iter()
+            .fold((desired, desired), |(lowest, highest), r| {
+                let lowest = if is_within(r.at, behavior.scale_up.stabilization_window, now) {
+                    lowest.min(r.replicas)
+                } else {
+                    lowest
+                };
+                let highest = if is_within(r.at, behavior.scale_down.stabilization_window, now) {
+                    highest.max(r.replicas)
+                } else {
+                    highest
+                };
+                (lowest, highest)
+            })
     }
 
     /// Replicas (added, removed) by rescales within `period` before `now`.
@@ -88,7 +110,11 @@ impl History {
 
 impl Rules {
     fn longest_policy_period(&self) -> SignedDuration {
-        self.policies.iter().map(|p| p.period).max().unwrap_or(SignedDuration::ZERO)
+        self.policies
+            .iter()
+            .map(|p| p.period)
+            .max()
+            .unwrap_or(SignedDuration::ZERO)
     }
 }
 
@@ -112,8 +138,16 @@ mod tests {
             history.record_rescale(&behavior, now, 3, 4);
             history.record_rescale(&behavior, now, 4, 3);
         }
-        assert_eq!(history.recommendations.len(), 20, "300 s of 15 s steps, the oldest excluded");
-        assert_eq!(history.replicas_added.len(), 1, "the 15 s period holds one step");
+        assert_eq!(
+            history.recommendations.len(),
+            20,
+            "300 s of 15 s steps, the oldest excluded"
+        );
+        assert_eq!(
+            history.replicas_added.len(),
+            1,
+            "the 15 s period holds one step"
+        );
         assert_eq!(history.replicas_removed.len(), 1);
     }
 }

@@ -26,7 +26,7 @@ use k8s_openapi::jiff::Timestamp;
 pub use behavior::{Behavior, DEFAULT_SCALE_DOWN_WINDOW, Policy, Rules};
 pub use conditions::{AutoscalerCondition, ConditionType, Reason, merge as merge_conditions};
 pub use history::History;
-pub use pods::{PodPhase, PodSample, PodUsage, ReadinessDelays, Readiness};
+pub use pods::{PodPhase, PodSample, PodUsage, Readiness, ReadinessDelays};
 pub use replicas::{Failure, Proposal};
 
 use crate::api::{AutoscalerSpec, MetricSpec, MetricStatus};
@@ -119,13 +119,28 @@ pub fn recommend(input: &Input) -> Recommendation {
     }
     if current <= 0 {
         let message = "scaling is disabled since the replica count of the target is zero";
-        return hold(input, Reason::ScalingDisabled, message.to_owned(), Vec::new());
+        return hold(
+            input,
+            Reason::ScalingDisabled,
+            message.to_owned(),
+            Vec::new(),
+        );
     }
     if current > max {
-        return bring_within_range(input, max, Reason::TooManyReplicas, "Current number of replicas above maxReplicas");
+        return bring_within_range(
+            input,
+            max,
+            Reason::TooManyReplicas,
+            "Current number of replicas above maxReplicas",
+        );
     }
     if current < min {
-        return bring_within_range(input, min, Reason::TooFewReplicas, "Current number of replicas below minReplicas");
+        return bring_within_range(
+            input,
+            min,
+            Reason::TooFewReplicas,
+            "Current number of replicas below minReplicas",
+        );
     }
     scale_on_metrics(input, (min, max))
 }
@@ -139,9 +154,16 @@ fn scale_on_metrics(input: &Input, bounds: (i32, i32)) -> Recommendation {
         delays: &input.delays,
         observed: &input.observed,
     };
-    let outcomes: Vec<Result<Proposal, Failure>> =
-        input.metrics.iter().map(|metric| replicas::propose(metric, &ctx)).collect();
-    let statuses: Vec<MetricStatus> = outcomes.iter().flatten().map(|p| p.status.clone()).collect();
+    let outcomes: Vec<Result<Proposal, Failure>> = input
+        .metrics
+        .iter()
+        .map(|metric| replicas::propose(metric, &ctx))
+        .collect();
+    let statuses: Vec<MetricStatus> = outcomes
+        .iter()
+        .flatten()
+        .map(|p| p.status.clone())
+        .collect();
     let Some(best) = outcomes.iter().flatten().max_by_key(|p| p.replicas) else {
         let failure = first_failure(&outcomes);
         return hold(input, failure.reason, failure.message, statuses);
@@ -160,13 +182,28 @@ fn scale_on_metrics(input: &Input, bounds: (i32, i32)) -> Recommendation {
         ConditionType::ScalingActive,
         true,
         Reason::ValidMetricFound,
-        format!("the Autoscaler was able to successfully calculate a replica count from {}", best.name),
+        format!(
+            "the Autoscaler was able to successfully calculate a replica count from {}",
+            best.name
+        ),
     );
     let mut history = input.history.clone();
-    let (stabilized, able) = behavior::stabilize(&input.behavior, &history, current, best.replicas, input.now);
+    let (stabilized, able) =
+        behavior::stabilize(&input.behavior, &history, current, best.replicas, input.now);
     history.record_recommendation(&input.behavior, input.now, best.replicas);
-    let (desired, limited) = behavior::limit(&input.behavior, &history, bounds, current, stabilized, input.now);
-    let reason = if limited.status || able.reason == Reason::ReadyForNewScale { limited.reason } else { able.reason };
+    let (desired, limited) = behavior::limit(
+        &input.behavior,
+        &history,
+        bounds,
+        current,
+        stabilized,
+        input.now,
+    );
+    let reason = if limited.status || able.reason == Reason::ReadyForNewScale {
+        limited.reason
+    } else {
+        able.reason
+    };
     Recommendation {
         desired_replicas: desired,
         reason,
@@ -178,12 +215,22 @@ fn scale_on_metrics(input: &Input, bounds: (i32, i32)) -> Recommendation {
 }
 
 /// Keeps the current count and reports why scaling is inactive.
-fn hold(input: &Input, reason: Reason, message: String, current_metrics: Vec<MetricStatus>) -> Recommendation {
+fn hold(
+    input: &Input,
+    reason: Reason,
+    message: String,
+    current_metrics: Vec<MetricStatus>,
+) -> Recommendation {
     Recommendation {
         desired_replicas: input.current_replicas,
         reason,
         explanation: message.clone(),
-        conditions: vec![AutoscalerCondition::new(ConditionType::ScalingActive, false, reason, message)],
+        conditions: vec![AutoscalerCondition::new(
+            ConditionType::ScalingActive,
+            false,
+            reason,
+            message,
+        )],
         current_metrics,
         history: input.history.clone(),
     }
@@ -195,21 +242,34 @@ fn bring_within_range(input: &Input, bound: i32, reason: Reason, why: &str) -> R
         desired_replicas: bound,
         reason,
         explanation: format!("{why} ({} → {bound})", input.current_replicas),
-        conditions: vec![AutoscalerCondition::new(ConditionType::ScalingLimited, true, reason, why)],
+        conditions: vec![AutoscalerCondition::new(
+            ConditionType::ScalingLimited,
+            true,
+            reason,
+            why,
+        )],
         current_metrics: Vec::new(),
         history: input.history.clone(),
     }
 }
 
 fn first_failure(outcomes: &[Result<Proposal, Failure>]) -> Failure {
-    outcomes.iter().find_map(|o| o.as_ref().err().cloned()).unwrap_or_else(|| Failure {
-        reason: Reason::InvalidMetricSourceType,
-        message: "the Autoscaler has no metrics to scale on".to_owned(),
-    })
+    outcomes
+        .iter()
+        .find_map(|o| o.as_ref().err().cloned())
+        .unwrap_or_else(|| Failure {
+            reason: Reason::InvalidMetricSourceType,
+            message: "the Autoscaler has no metrics to scale on".to_owned(),
+        })
 }
 
 /// HPA's rescale reason followed by every metric's value against its target.
-fn explain(current: i32, desired: i32, best: &Proposal, outcomes: &[Result<Proposal, Failure>]) -> String {
+fn explain(
+    current: i32,
+    desired: i32,
+    best: &Proposal,
+    outcomes: &[Result<Proposal, Failure>],
+) -> String {
     let why = match desired.cmp(&current) {
         std::cmp::Ordering::Greater => format!("{} above target", best.name),
         std::cmp::Ordering::Less => "All metrics below target".to_owned(),
@@ -227,5 +287,9 @@ fn explain(current: i32, desired: i32, best: &Proposal, outcomes: &[Result<Propo
 
 /// A tolerance that is not a finite, non-negative number falls back to the default.
 fn sanitized_tolerance(tolerance: f64) -> f64 {
-    if tolerance.is_finite() && tolerance >= 0.0 { tolerance } else { DEFAULT_TOLERANCE }
+    if tolerance.is_finite() && tolerance >= 0.0 {
+        tolerance
+    } else {
+        DEFAULT_TOLERANCE
+    }
 }

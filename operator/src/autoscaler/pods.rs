@@ -91,11 +91,18 @@ impl PodSample {
     /// only a ready pod sampled entirely after becoming ready counts; afterwards only an
     /// unready pod that has never been ready (readiness last changed within the initial delay
     /// after start) is ignored.
-    fn cpu_not_yet_ready(&self, usage: &PodUsage, delays: &ReadinessDelays, now: Timestamp) -> bool {
+    fn cpu_not_yet_ready(
+        &self,
+        usage: &PodUsage,
+        delays: &ReadinessDelays,
+        now: Timestamp,
+    ) -> bool {
         let (Some(ready), Some(started)) = (self.ready, self.start_time) else {
             return true;
         };
-        let initializing = started.checked_add(delays.cpu_initialization_period).is_ok_and(|end| end > now);
+        let initializing = started
+            .checked_add(delays.cpu_initialization_period)
+            .is_ok_and(|end| end > now);
         if initializing {
             let sampled_since_ready = ready
                 .last_transition

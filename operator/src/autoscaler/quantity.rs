@@ -63,8 +63,14 @@ struct Scale {
 
 impl Scale {
     fn from_suffix(suffix: &str) -> Option<Self> {
-        let binary = |power_of_two| Scale { power_of_two, power_of_ten: 0 };
-        let decimal = |power_of_ten| Scale { power_of_two: 0, power_of_ten };
+        let binary = |power_of_two| Scale {
+            power_of_two,
+            power_of_ten: 0,
+        };
+        let decimal = |power_of_ten| Scale {
+            power_of_two: 0,
+            power_of_ten,
+        };
         Some(match suffix {
             "Ki" => binary(10),
             "Mi" => binary(20),
@@ -92,11 +98,16 @@ impl Scale {
     /// `mantissa × 10^-fraction_digits × scale`, in thousandths, rounded up.
     fn milli_of(self, mantissa: i128, fraction_digits: i32) -> Option<i128> {
         let scaled = mantissa.checked_mul(1i128.checked_shl(self.power_of_two)?)?;
-        let power_of_ten = self.power_of_ten.checked_add(3)?.checked_sub(fraction_digits)?;
+        let power_of_ten = self
+            .power_of_ten
+            .checked_add(3)?
+            .checked_sub(fraction_digits)?;
         if power_of_ten >= 0 {
             scaled.checked_mul(10i128.checked_pow(power_of_ten.unsigned_abs())?)
         } else {
-            let divisor = 10i128.checked_pow(power_of_ten.unsigned_abs()).unwrap_or(i128::MAX);
+            let divisor = 10i128
+                .checked_pow(power_of_ten.unsigned_abs())
+                .unwrap_or(i128::MAX);
             Some(scaled.div_euclid(divisor) + i128::from(scaled.rem_euclid(divisor) != 0))
         }
     }
@@ -136,8 +147,14 @@ mod tests {
                 "{text}"
             );
         }
-        assert!(matches!(parse_milli("9Ei"), Err(QuantityError::TooLarge(_))));
-        assert!(matches!(parse_milli("1e400"), Err(QuantityError::TooLarge(_))));
+        assert!(matches!(
+            parse_milli("9Ei"),
+            Err(QuantityError::TooLarge(_))
+        ));
+        assert!(matches!(
+            parse_milli("1e400"),
+            Err(QuantityError::TooLarge(_))
+        ));
     }
 
     #[test]

@@ -10,8 +10,8 @@ use super::pods::{self, PodGroups, PodSample, ReadinessDelays};
 use super::quantity::{from_milli, milli_value};
 use super::{Missing, Observed};
 use crate::api::{
-    ConnectionsMetric, MetricSpec, MetricStatus, MetricType, ResourceMetric, ResourceName, ResourceTarget,
-    ResourceTargetType,
+    ConnectionsMetric, MetricSpec, MetricStatus, MetricType, ResourceMetric, ResourceName,
+    ResourceTarget, ResourceTargetType,
 };
 
 /// What the calculation needs besides the metric itself.
@@ -44,7 +44,10 @@ pub struct Failure {
 
 impl Failure {
     fn new(reason: Reason, message: impl Into<String>) -> Self {
-        Self { reason, message: message.into() }
+        Self {
+            reason,
+            message: message.into(),
+        }
     }
 
     fn invalid(message: impl Into<String>) -> Self {
@@ -81,16 +84,19 @@ impl Target {
         match target.type_ {
             ResourceTargetType::Utilization => match target.average_utilization {
                 Some(percent) if percent > 0 => Ok(Self::Utilization(percent)),
-                _ => Err(Failure::invalid("target.averageUtilization must be a percentage greater than zero")),
+                _ => Err(Failure::invalid(
+                    "target.averageUtilization must be a percentage greater than zero",
+                )),
             },
             ResourceTargetType::AverageValue => {
-                let value = target
-                    .average_value
-                    .as_ref()
-                    .ok_or_else(|| Failure::invalid("target.averageValue is required for type AverageValue"))?;
+                let value = target.average_value.as_ref().ok_or_else(|| {
+                    Failure::invalid("target.averageValue is required for type AverageValue")
+                })?;
                 match milli_value(value) {
                     Ok(milli) if milli > 0 => Ok(Self::AverageMilli(milli)),
-                    Ok(_) => Err(Failure::invalid("target.averageValue must be greater than zero")),
+                    Ok(_) => Err(Failure::invalid(
+                        "target.averageValue must be greater than zero",
+                    )),
                     Err(error) => Err(Failure::invalid(format!("target.averageValue: {error}"))),
                 }
             }
@@ -119,7 +125,10 @@ fn measure(samples: &[Sample], target: Target) -> Result<Measurement, Failure> {
     let average_milli = total / count;
     match target {
         Target::Utilization(percent) => {
-            let requested: i64 = samples.iter().map(|s| s.request).fold(0, i64::saturating_add);
+            let requested: i64 = samples
+                .iter()
+                .map(|s| s.request)
+                .fold(0, i64::saturating_add);
             if requested <= 0 {
                 return Err(Failure::new(
                     Reason::FailedGetResourceMetric,
@@ -127,13 +136,20 @@ fn measure(samples: &[Sample], target: Target) -> Result<Measurement, Failure> {
                 ));
             }
             // Whole percent, truncated, as HPA computes it.
-            let utilization = (i128::from(total) * 100 / i128::from(requested)).clamp(0, i128::from(i32::MAX));
+            let utilization =
+                (i128::from(total) * 100 / i128::from(requested)).clamp(0, i128::from(i32::MAX));
             let utilization = i32::try_from(utilization).unwrap_or(i32::MAX);
-            Ok(Measurement { ratio: f64::from(utilization) / f64::from(percent), utilization: Some(utilization), average_milli })
+            Ok(Measurement {
+                ratio: f64::from(utilization) / f64::from(percent),
+                utilization: Some(utilization),
+                average_milli,
+            })
         }
-        Target::AverageMilli(milli) => {
-            Ok(Measurement { ratio: average_milli as f64 / milli as f64, utilization: None, average_milli })
-        }
+        Target::AverageMilli(milli) => Ok(Measurement {
+            ratio: average_milli as f64 / milli as f64,
+            utilization: None,
+            average_milli,
+        }),
     }
 }
 
@@ -143,7 +159,10 @@ fn propose_resource(metric: &ResourceMetric, ctx: &Context<'_>) -> Result<Propos
     let usage = ctx.observed.pod_usage.as_ref().map_err(|missing| {
         Failure::new(
             Reason::FailedGetResourceMetric,
-            format!("unable to get metrics for resource {resource}: {}", missing.0),
+            format!(
+                "unable to get metrics for resource {resource}: {}",
+                missing.0
+            ),
         )
     })?;
     if ctx.observed.pods.is_empty() {
@@ -157,12 +176,17 @@ fn propose_resource(metric: &ResourceMetric, ctx: &Context<'_>) -> Result<Propos
     let counted: Vec<Sample> = groups
         .counted
         .iter()
-        .map(|&(pod, value)| Sample { value, request: requests.get(pod) })
+        .map(|&(pod, value)| Sample {
+            value,
+            request: requests.get(pod),
+        })
         .collect();
     if counted.is_empty() {
         return Err(Failure::new(
             Reason::FailedGetResourceMetric,
-            format!("failed to get {resource} usage: did not receive metrics for targeted pods (pods might be unready)"),
+            format!(
+                "failed to get {resource} usage: did not receive metrics for targeted pods (pods might be unready)"
+            ),
         ));
     }
     let measured = measure(&counted, target)?;
@@ -198,13 +222,22 @@ fn rebalanced_replicas(
                 Target::Utilization(_) => request,
                 Target::AverageMilli(milli) => milli,
             };
-            Sample { value: at_target, request }
+            Sample {
+                value: at_target,
+                request,
+            }
         }));
     } else if scaling_up {
-        samples.extend(groups.missing.iter().map(|pod| Sample { value: 0, request: requests.get(pod) }));
+        samples.extend(groups.missing.iter().map(|pod| Sample {
+            value: 0,
+            request: requests.get(pod),
+        }));
     }
     if rebalance_ignored {
-        samples.extend(groups.ignored.iter().map(|pod| Sample { value: 0, request: requests.get(pod) }));
+        samples.extend(groups.ignored.iter().map(|pod| Sample {
+            value: 0,
+            request: requests.get(pod),
+        }));
     }
     let new_ratio = measure(&samples, target)?.ratio;
     let reversed = (ratio < 1.0 && new_ratio > 1.0) || (scaling_up && new_ratio < 1.0);
@@ -213,7 +246,8 @@ fn rebalanced_replicas(
     }
     let replicas = ceil_replicas(new_ratio * samples.len() as f64);
     // More pods in the calculation than replicas can still flip the direction.
-    let flipped = (new_ratio < 1.0 && replicas > ctx.current) || (new_ratio > 1.0 && replicas < ctx.current);
+    let flipped =
+        (new_ratio < 1.0 && replicas > ctx.current) || (new_ratio > 1.0 && replicas < ctx.current);
     Ok(if flipped { ctx.current } else { replicas })
 }
 
@@ -230,7 +264,11 @@ impl Requests {
             .chain(groups.missing.iter().copied())
     }
 
-    fn collect(groups: &PodGroups<'_>, resource: ResourceName, target: Target) -> Result<Self, Failure> {
+    fn collect(
+        groups: &PodGroups<'_>,
+        resource: ResourceName,
+        target: Target,
+    ) -> Result<Self, Failure> {
         let mut requests = BTreeMap::new();
         for pod in Self::taking_part(groups) {
             let request = match (pod.request_milli(resource), target) {
@@ -258,12 +296,20 @@ impl Requests {
     }
 }
 
-fn resource_proposal(resource: ResourceName, target: Target, measured: Measurement, replicas: i32) -> Proposal {
+fn resource_proposal(
+    resource: ResourceName,
+    target: Target,
+    measured: Measurement,
+    replicas: i32,
+) -> Proposal {
     let word = resource_word(resource);
     let (name, observation) = match target {
         Target::Utilization(percent) => (
             format!("{word} resource utilization (percentage of request)"),
-            format!("{word} utilization {}% of request (target {percent}%)", measured.utilization.unwrap_or(0)),
+            format!(
+                "{word} utilization {}% of request (target {percent}%)",
+                measured.utilization.unwrap_or(0)
+            ),
         ),
         Target::AverageMilli(milli) => (
             format!("{word} resource"),
@@ -295,8 +341,16 @@ fn propose_connections(metric: &ConnectionsMetric, ctx: &Context<'_>) -> Result<
     let service = &metric.service;
     let target_milli = match milli_value(&metric.target_per_replica) {
         Ok(milli) if milli > 0 => milli,
-        Ok(_) => return Err(Failure::invalid("connections.targetPerReplica must be greater than zero")),
-        Err(error) => return Err(Failure::invalid(format!("connections.targetPerReplica: {error}"))),
+        Ok(_) => {
+            return Err(Failure::invalid(
+                "connections.targetPerReplica must be greater than zero",
+            ));
+        }
+        Err(error) => {
+            return Err(Failure::invalid(format!(
+                "connections.targetPerReplica: {error}"
+            )));
+        }
     };
     let rate = connection_rate(&ctx.observed.connections, service)?;
     let target = target_milli as f64 / 1000.0;
@@ -306,8 +360,13 @@ fn propose_connections(metric: &ConnectionsMetric, ctx: &Context<'_>) -> Result<
         wanted.max(ctx.current)
     } else {
         let ratio = rate / (target * ready as f64);
-        let against_ratio = (ratio > 1.0 && wanted < ctx.current) || (ratio < 1.0 && wanted > ctx.current);
-        if within_tolerance(ratio, ctx.tolerance) || against_ratio { ctx.current } else { wanted }
+        let against_ratio =
+            (ratio > 1.0 && wanted < ctx.current) || (ratio < 1.0 && wanted > ctx.current);
+        if within_tolerance(ratio, ctx.tolerance) || against_ratio {
+            ctx.current
+        } else {
+            wanted
+        }
     };
     let per_replica = rate / ready.max(1) as f64;
     Ok(Proposal {
@@ -326,13 +385,23 @@ fn propose_connections(metric: &ConnectionsMetric, ctx: &Context<'_>) -> Result<
     })
 }
 
-fn connection_rate(rates: &BTreeMap<String, Result<f64, Missing>>, service: &str) -> Result<f64, Failure> {
+fn connection_rate(
+    rates: &BTreeMap<String, Result<f64, Missing>>,
+    service: &str,
+) -> Result<f64, Failure> {
     let failed = |message: String| Failure::new(Reason::FailedGetConnectionsMetric, message);
     match rates.get(service) {
-        None => Err(failed(format!("no connection rate for service {service} yet"))),
-        Some(Err(missing)) => Err(failed(format!("unable to get connections for service {service}: {}", missing.0))),
+        None => Err(failed(format!(
+            "no connection rate for service {service} yet"
+        ))),
+        Some(Err(missing)) => Err(failed(format!(
+            "unable to get connections for service {service}: {}",
+            missing.0
+        ))),
         Some(Ok(rate)) if rate.is_finite() && *rate >= 0.0 => Ok(*rate),
-        Some(Ok(rate)) => Err(failed(format!("connection rate for service {service} is not a valid number: {rate}"))),
+        Some(Ok(rate)) => Err(failed(format!(
+            "connection rate for service {service} is not a valid number: {rate}"
+        ))),
     }
 }
 

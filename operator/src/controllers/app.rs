@@ -19,10 +19,9 @@ use kube::api::{Api, Patch, PatchParams};
 use kube::core::DeserializeGuard;
 use kube::core::error_boundary::InvalidObject;
 use kube::runtime::controller::{Action, Config, Controller};
-use kube::runtime::events::{Recorder, Reporter};
+use kube::runtime::events::Reporter;
 use kube::runtime::reflector::Store;
-use kube::runtime::watcher;
-use kube::{Client, ResourceExt};
+use kube::{Client, Resource, ResourceExt};
 use serde_json::json;
 use tracing::{Instrument, debug, info_span, warn};
 
@@ -46,6 +45,8 @@ const RETRY: Duration = Duration::from_secs(10);
 pub struct Settings {
     /// Apps reconciled at once.
     pub concurrency: u16,
+    /// Manage Apps in this namespace only; all namespaces when `None`.
+    pub namespace: Option<String>,
     /// Who publishes the Events.
     pub reporter: Reporter,
 }
@@ -53,7 +54,7 @@ pub struct Settings {
 /// What every reconcile shares.
 pub struct Context {
     client: Client,
-    recorder: Recorder,
+    reporter: Reporter,
     metrics: Arc<Metrics>,
     expectations: Arc<Expectations>,
     pods: Store<Pod>,
@@ -78,14 +79,15 @@ pub async fn run(
     shutdown: impl Future<Output = ()> + Send + Sync + 'static,
 ) {
     let expectations = Arc::new(Expectations::default());
-    let pods = watch::pods(&client, expectations.clone());
-    let revisions = watch::revisions(&client);
-    let services = watch::services(&client);
-    let apps = Api::<DeserializeGuard<App>>::all(client.clone());
-    let controller = Controller::new(apps, watcher::Config::default().any_semantic());
-    let app_store = controller.store();
+    let namespace = settings.namespace.as_deref();
+    let pods = watch::pods(watch::scoped(&client, namespace), expectations.clone());
+    let revisions = watch::revisions(watch::scoped(&client, namespace));
+    let services = watch::services(watch::scoped(&client, namespace));
+    let apps = watch::apps(watch::scoped(&client, namespace));
+    let app_store = apps.store.clone();
+    let controller = Controller::for_stream(apps.events, apps.store);
     let context = Arc::new(Context {
-        recorder: Recorder::new(client.clone(), settings.reporter),
+        reporter: settings.reporter,
         client,
         metrics,
         expectations,
@@ -94,7 +96,9 @@ pub async fn run(
         services: services.store,
     });
     controller
-        .watches_stream(pods.events, move |pod| watch::apps_for_pod(&app_store, &pod))
+        .watches_stream(pods.events, move |pod| {
+            watch::apps_for_pod(&app_store, &pod)
+        })
         .owns_stream(revisions.events)
         .owns_stream(services.events)
         .with_config(Config::default().concurrency(settings.concurrency))
@@ -113,25 +117,41 @@ async fn reconcile(object: Arc<DeserializeGuard<App>>, ctx: Arc<Context>) -> Res
     let _timer = ctx.metrics.reconcile_started(CONTROLLER);
     match &object.0 {
         Ok(app) => {
-            let span = info_span!("reconcile", controller = CONTROLLER, namespace = app.namespace(), app = app.name_any());
+            let span = info_span!(
+                "reconcile",
+                controller = CONTROLLER,
+                namespace = app.namespace(),
+                app = app.name_any()
+            );
             reconcile_app(app, &ctx).instrument(span).await
         }
         Err(invalid) => {
-            let span = info_span!("reconcile", controller = CONTROLLER, namespace = invalid.metadata.namespace, app = invalid.metadata.name);
+            let span = info_span!(
+                "reconcile",
+                controller = CONTROLLER,
+                namespace = invalid.metadata.namespace,
+                app = invalid.metadata.name
+            );
             report_unreadable(invalid, &ctx).instrument(span).await
         }
     }
 }
 
 fn error_policy(object: Arc<DeserializeGuard<App>>, error: &Error, ctx: Arc<Context>) -> Action {
-    let name = object.0.as_ref().map_or_else(|i| i.metadata.name.clone(), |a| a.metadata.name.clone());
+    let name = object
+        .0
+        .as_ref()
+        .map_or_else(|i| i.metadata.name.clone(), |a| a.metadata.name.clone());
     warn!(app = name, %error, "reconcile failed");
-    ctx.metrics.reconcile_failed(CONTROLLER, error.metric_label());
+    ctx.metrics
+        .reconcile_failed(CONTROLLER, error.metric_label());
     Action::requeue(RETRY)
 }
 
 async fn reconcile_app(app: &App, ctx: &Context) -> Result<Action, Error> {
-    let uid = app.uid().ok_or_else(|| Error::MissingMetadata(app.name_any()))?;
+    let uid = app
+        .uid()
+        .ok_or_else(|| Error::MissingMetadata(app.name_any()))?;
     ctx.caches_synced().await?;
     let now = Timestamp::now();
     let observed = observe::observe(ctx, app, now)?;
@@ -147,14 +167,22 @@ async fn reconcile_app(app: &App, ctx: &Context) -> Result<Action, Error> {
     if let Some(error) = report.errors.into_iter().next() {
         return Err(error);
     }
-    Ok(next_look(plan.wake_at, now, ctx.expectations.deadline(&uid), Instant::now()))
+    Ok(next_look(
+        plan.wake_at,
+        now,
+        ctx.expectations.deadline(&uid),
+        Instant::now(),
+    ))
 }
 
 async fn patch_status(ctx: &Context, app: &App, status: &AppStatus) -> Result<(), Error> {
-    let namespace = app.namespace().ok_or_else(|| Error::MissingMetadata(app.name_any()))?;
+    let namespace = app
+        .namespace()
+        .ok_or_else(|| Error::MissingMetadata(app.name_any()))?;
     let api = Api::<App>::namespaced(ctx.client.clone(), &namespace);
     let patch = Patch::Merge(json!({ "status": status }));
-    api.patch_status(&app.name_any(), &PatchParams::default(), &patch).await?;
+    api.patch_status(&app.name_any(), &PatchParams::default(), &patch)
+        .await?;
     Ok(())
 }
 
@@ -167,7 +195,12 @@ async fn report_unreadable(invalid: &InvalidObject, ctx: &Context) -> Result<Act
     };
     let message = format!("the App cannot be read: {}", invalid.error);
     let reference = events::reference_to_unreadable(meta);
-    events::publish(ctx, &reference, &Notice::warning(INVALID_SPEC, message.clone())).await;
+    events::publish(
+        ctx,
+        &reference,
+        &Notice::warning(INVALID_SPEC, message.clone()),
+    )
+    .await;
     let condition = json!({
         "type": REPLICA_FAILURE,
         "status": "True",
@@ -176,7 +209,9 @@ async fn report_unreadable(invalid: &InvalidObject, ctx: &Context) -> Result<Act
         "lastTransitionTime": Time(Timestamp::now()),
         "observedGeneration": meta.generation,
     });
-    let patch = Patch::Merge(json!({ "status": { "observedGeneration": meta.generation, "conditions": [condition] } }));
+    let patch = Patch::Merge(
+        json!({ "status": { "observedGeneration": meta.generation, "conditions": [condition] } }),
+    );
     Api::<App>::namespaced(ctx.client.clone(), namespace)
         .patch_status(name, &PatchParams::default(), &patch)
         .await?;
@@ -185,13 +220,23 @@ async fn report_unreadable(invalid: &InvalidObject, ctx: &Context) -> Result<Act
 
 /// When to look at the App again: when the planner expects a change by itself, when pending
 /// expectations lapse, and at the latest after the resync period.
-fn next_look(wake_at: Option<Timestamp>, now: Timestamp, expectations_deadline: Option<Instant>, instant: Instant) -> Action {
+fn next_look(
+    wake_at: Option<Timestamp>,
+    now: Timestamp,
+    expectations_deadline: Option<Instant>,
+    instant: Instant,
+) -> Action {
     let until_wake = wake_at
         .and_then(|at| Duration::try_from(at.duration_since(now)).ok())
         // Pod readiness times have second precision: wake just after the moment.
         .map(|d| d + Duration::from_secs(1));
-    let until_lapse = expectations_deadline.map(|deadline| deadline.saturating_duration_since(instant));
-    let after = [Some(RESYNC), until_wake, until_lapse].into_iter().flatten().min().unwrap_or(RESYNC);
+    let until_lapse =
+        expectations_deadline.map(|deadline| deadline.saturating_duration_since(instant));
+    let after = [Some(RESYNC), until_wake, until_lapse]
+        .into_iter()
+        .flatten()
+        .min()
+        .unwrap_or(RESYNC);
     Action::requeue(after.max(Duration::from_secs(1)))
 }
 
@@ -203,10 +248,23 @@ mod tests {
     #[test]
     fn next_look_is_the_earliest_of_wake_lapse_and_resync() {
         let instant = Instant::now();
-        assert_eq!(next_look(None, at(0), None, instant), Action::requeue(RESYNC));
-        assert_eq!(next_look(Some(at(30)), at(0), None, instant), Action::requeue(Duration::from_secs(31)));
+        assert_eq!(
+            next_look(None, at(0), None, instant),
+            Action::requeue(RESYNC)
+        );
+        assert_eq!(
+            next_look(Some(at(30)), at(0), None, instant),
+            Action::requeue(Duration::from_secs(31))
+        );
         let lapse = instant + Duration::from_secs(20);
-        assert_eq!(next_look(Some(at(30)), at(0), Some(lapse), instant), Action::requeue(Duration::from_secs(20)));
-        assert_eq!(next_look(Some(at(0)), at(50), None, instant), Action::requeue(RESYNC), "a past wake time is no reason to hurry");
+        assert_eq!(
+            next_look(Some(at(30)), at(0), Some(lapse), instant),
+            Action::requeue(Duration::from_secs(20))
+        );
+        assert_eq!(
+            next_look(Some(at(0)), at(50), None, instant),
+            Action::requeue(RESYNC),
+            "a past wake time is no reason to hurry"
+        );
     }
 }

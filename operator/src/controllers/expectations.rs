@@ -37,7 +37,11 @@ impl Expectations {
         self.pending.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
-    fn entry<'a>(map: &'a mut HashMap<String, Pending>, app: &str, now: Instant) -> &'a mut Pending {
+    fn entry<'a>(
+        map: &'a mut HashMap<String, Pending>,
+        app: &str,
+        now: Instant,
+    ) -> &'a mut Pending {
         // Entries of Apps that were deleted with expectations pending go once they lapse.
         map.retain(|_, p| now.duration_since(p.since) < EXPECTATIONS_TIMEOUT);
         let pending = map.entry(app.to_owned()).or_insert_with(|| Pending {
@@ -55,7 +59,12 @@ impl Expectations {
     }
 
     /// Call before deleting pods.
-    pub fn expect_deletions(&self, app: &str, uids: impl IntoIterator<Item = String>, now: Instant) {
+    pub fn expect_deletions(
+        &self,
+        app: &str,
+        uids: impl IntoIterator<Item = String>,
+        now: Instant,
+    ) {
         Self::entry(&mut self.lock(), app, now).deletes.extend(uids);
     }
 
@@ -114,7 +123,11 @@ mod tests {
         assert!(!expectations.satisfied(APP, now, |_| true));
         expectations.creation_observed(APP);
         assert!(expectations.satisfied(APP, now, |_| true));
-        assert_eq!(expectations.deadline(APP), None, "met expectations are forgotten");
+        assert_eq!(
+            expectations.deadline(APP),
+            None,
+            "met expectations are forgotten"
+        );
     }
 
     #[test]

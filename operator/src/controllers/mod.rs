@@ -3,6 +3,7 @@
 //! lease.
 
 pub mod app;
+pub mod autoscaler;
 mod expectations;
 
 use kube::runtime::reflector::store::WriterDropped;
@@ -51,8 +52,15 @@ mod tests {
 
     #[test]
     fn api_errors_are_labelled_by_code() {
-        let conflict = Error::Kube(kube::Error::Api(Status::failure("changed", "Conflict").with_code(409).boxed()));
+        let conflict = Error::Kube(kube::Error::Api(
+            Status::failure("changed", "Conflict")
+                .with_code(409)
+                .boxed(),
+        ));
         assert_eq!(conflict.metric_label(), "api_conflict");
-        assert_eq!(Error::PodCreation("quota".into()).metric_label(), "pod_creation");
+        assert_eq!(
+            Error::PodCreation("quota".into()).metric_label(),
+            "pod_creation"
+        );
     }
 }

@@ -40,8 +40,13 @@ fn pod_metrics_resource() -> ApiResource {
 
 /// Usage of the pods in `namespace` matched by `selector` (a label selector string, as in a
 /// scale's status), by pod name.
-pub async fn pod_usage(client: &Client, namespace: &str, selector: &str) -> Result<BTreeMap<String, PodUsage>, Missing> {
-    let api: Api<DynamicObject> = Api::namespaced_with(client.clone(), namespace, &pod_metrics_resource());
+pub async fn pod_usage(
+    client: &Client,
+    namespace: &str,
+    selector: &str,
+) -> Result<BTreeMap<String, PodUsage>, Missing> {
+    let api: Api<DynamicObject> =
+        Api::namespaced_with(client.clone(), namespace, &pod_metrics_resource());
     let list = api.list(&ListParams::default().labels(selector)).await.map_err(|error| match error {
         kube::Error::Api(status) if status.code == 404 => Missing(
             "the resource metrics API (metrics.k8s.io/v1beta1) is not served; is metrics-server installed?".to_owned(),
@@ -64,20 +69,38 @@ pub async fn pod_usage(client: &Client, namespace: &str, selector: &str) -> Resu
 
 fn read_usage(data: serde_json::Value) -> Result<PodUsage, String> {
     let body: PodMetricsBody = serde_json::from_value(data).map_err(|e| e.to_string())?;
-    let window = parse_go_duration(&body.window).ok_or_else(|| format!("window {:?} is not a duration", body.window))?;
+    let window = parse_go_duration(&body.window)
+        .ok_or_else(|| format!("window {:?} is not a duration", body.window))?;
     let sum = |resource: &str| -> Result<i64, String> {
         body.containers.iter().try_fold(0_i64, |total, container| {
-            let milli = container.usage.get(resource).map(milli_value).transpose().map_err(|e| e.to_string())?;
+            let milli = container
+                .usage
+                .get(resource)
+                .map(milli_value)
+                .transpose()
+                .map_err(|e| e.to_string())?;
             Ok(total.saturating_add(milli.unwrap_or(0)))
         })
     };
-    Ok(PodUsage { cpu_milli: sum("cpu")?, memory_milli: sum("memory")?, timestamp: body.timestamp.0, window })
+    Ok(PodUsage {
+        cpu_milli: sum("cpu")?,
+        memory_milli: sum("memory")?,
+        timestamp: body.timestamp.0,
+        window,
+    })
 }
 
 /// Reads a Go duration as metrics-server writes it (`15s`, `1m0.5s`, `250ms`).
 fn parse_go_duration(text: &str) -> Option<SignedDuration> {
-    const UNITS: [(&str, f64); 7] =
-        [("ns", 1e-9), ("us", 1e-6), ("µs", 1e-6), ("ms", 1e-3), ("s", 1.0), ("m", 60.0), ("h", 3600.0)];
+    const UNITS: [(&str, f64); 7] = [
+        ("ns", 1e-9),
+        ("us", 1e-6),
+        ("µs", 1e-6),
+        ("ms", 1e-3),
+        ("s", 1.0),
+        ("m", 60.0),
+        ("h", 3600.0),
+    ];
     let mut rest = text;
     let mut seconds = 0.0;
     if rest.is_empty() {
@@ -106,9 +129,18 @@ mod tests {
 
     #[test]
     fn reads_go_durations() {
-        let cases = [("15s", 15_000), ("1m0.5s", 60_500), ("250ms", 250), ("1h", 3_600_000)];
+        let cases = [
+            ("15s", 15_000),
+            ("1m0.5s", 60_500),
+            ("250ms", 250),
+            ("1h", 3_600_000),
+        ];
         for (text, millis) in cases {
-            assert_eq!(parse_go_duration(text), Some(SignedDuration::from_millis(millis)), "{text}");
+            assert_eq!(
+                parse_go_duration(text),
+                Some(SignedDuration::from_millis(millis)),
+                "{text}"
+            );
         }
         for text in ["", "15", "s", "1x"] {
             assert_eq!(parse_go_duration(text), None, "{text}");

@@ -28,7 +28,10 @@ pub fn connection_counters(text: &str) -> Result<BTreeMap<ServiceKey, f64>, Pars
         let Some(rest) = line.trim_start().strip_prefix(CONNECTIONS_COUNTER) else {
             continue;
         };
-        let error = |problem| ParseError { line: index + 1, problem };
+        let error = |problem| ParseError {
+            line: index + 1,
+            problem,
+        };
         let Some(rest) = rest.strip_prefix('{') else {
             // Another metric sharing the prefix, or a series without labels (not a Service).
             continue;
@@ -39,10 +42,14 @@ pub fn connection_counters(text: &str) -> Result<BTreeMap<ServiceKey, f64>, Pars
             .next()
             .and_then(|v| v.parse().ok())
             .ok_or_else(|| error("the sample has no numeric value"))?;
-        let (Some(namespace), Some(service)) = (labels.get("namespace"), labels.get("service")) else {
+        let (Some(namespace), Some(service)) = (labels.get("namespace"), labels.get("service"))
+        else {
             return Err(error("the series lacks a namespace or service label"));
         };
-        let key = ServiceKey { namespace: namespace.clone(), service: service.clone() };
+        let key = ServiceKey {
+            namespace: namespace.clone(),
+            service: service.clone(),
+        };
         *counters.entry(key).or_insert(0.0) += value;
     }
     Ok(counters)
@@ -57,7 +64,9 @@ fn parse_labels(mut rest: &str) -> Result<(BTreeMap<String, String>, &str), &'st
             return Ok((labels, after));
         }
         let (name, after_name) = rest.split_once('=').ok_or("a label has no value")?;
-        let quoted = after_name.strip_prefix('"').ok_or("a label value is not quoted")?;
+        let quoted = after_name
+            .strip_prefix('"')
+            .ok_or("a label value is not quoted")?;
         let (value, after_value) = unquote(quoted)?;
         labels.insert(name.trim().to_owned(), value);
         rest = after_value;
@@ -87,7 +96,10 @@ mod tests {
     use super::*;
 
     fn key(namespace: &str, service: &str) -> ServiceKey {
-        ServiceKey { namespace: namespace.to_owned(), service: service.to_owned() }
+        ServiceKey {
+            namespace: namespace.to_owned(),
+            service: service.to_owned(),
+        }
     }
 
     #[test]
@@ -109,12 +121,28 @@ ferry_proxy_sync_duration_seconds_count 4
     #[test]
     fn unreadable_series_are_errors_with_a_line() {
         for (text, problem) in [
-            ("ferry_proxy_service_connections_total{namespace=\"a\"} 1", "the series lacks a namespace or service label"),
-            ("ferry_proxy_service_connections_total{namespace=\"a\",service=\"b\"} many", "the sample has no numeric value"),
-            ("ferry_proxy_service_connections_total{namespace=a} 1", "a label value is not quoted"),
-            ("ferry_proxy_service_connections_total{namespace=\"a", "a label value is not terminated"),
+            (
+                "ferry_proxy_service_connections_total{namespace=\"a\"} 1",
+                "the series lacks a namespace or service label",
+            ),
+            (
+                "ferry_proxy_service_connections_total{namespace=\"a\",service=\"b\"} many",
+                "the sample has no numeric value",
+            ),
+            (
+                "ferry_proxy_service_connections_total{namespace=a} 1",
+                "a label value is not quoted",
+            ),
+            (
+                "ferry_proxy_service_connections_total{namespace=\"a",
+                "a label value is not terminated",
+            ),
         ] {
-            assert_eq!(connection_counters(text), Err(ParseError { line: 1, problem }), "{text}");
+            assert_eq!(
+                connection_counters(text),
+                Err(ParseError { line: 1, problem }),
+                "{text}"
+            );
         }
     }
 }

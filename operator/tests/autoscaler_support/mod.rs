@@ -6,11 +6,12 @@
 use std::collections::BTreeMap;
 
 use ferry_operator::api::{
-    AutoscalerSpec, ConnectionsMetric, MetricSpec, MetricType, ResourceMetric, ResourceName, ResourceTarget,
-    ResourceTargetType, ScaleTargetRef, ScalingBehavior,
+    AutoscalerSpec, ConnectionsMetric, MetricSpec, MetricType, ResourceMetric, ResourceName,
+    ResourceTarget, ResourceTargetType, ScaleTargetRef, ScalingBehavior,
 };
 use ferry_operator::autoscaler::{
-    History, Input, Missing, Observed, PodPhase, PodSample, PodUsage, Readiness, Recommendation, recommend,
+    History, Input, Missing, Observed, PodPhase, PodSample, PodUsage, Readiness, Recommendation,
+    recommend,
 };
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 use k8s_openapi::jiff::{SignedDuration, Timestamp};
@@ -26,27 +27,36 @@ pub fn at(seconds: i64) -> Timestamp {
 }
 
 pub fn cpu_utilization(percent: i32) -> MetricSpec {
-    resource(ResourceName::Cpu, ResourceTarget {
-        type_: ResourceTargetType::Utilization,
-        average_utilization: Some(percent),
-        average_value: None,
-    })
+    resource(
+        ResourceName::Cpu,
+        ResourceTarget {
+            type_: ResourceTargetType::Utilization,
+            average_utilization: Some(percent),
+            average_value: None,
+        },
+    )
 }
 
 pub fn memory_utilization(percent: i32) -> MetricSpec {
-    resource(ResourceName::Memory, ResourceTarget {
-        type_: ResourceTargetType::Utilization,
-        average_utilization: Some(percent),
-        average_value: None,
-    })
+    resource(
+        ResourceName::Memory,
+        ResourceTarget {
+            type_: ResourceTargetType::Utilization,
+            average_utilization: Some(percent),
+            average_value: None,
+        },
+    )
 }
 
 pub fn cpu_average(value: &str) -> MetricSpec {
-    resource(ResourceName::Cpu, ResourceTarget {
-        type_: ResourceTargetType::AverageValue,
-        average_utilization: None,
-        average_value: Some(Quantity(value.to_owned())),
-    })
+    resource(
+        ResourceName::Cpu,
+        ResourceTarget {
+            type_: ResourceTargetType::AverageValue,
+            average_utilization: None,
+            average_value: Some(Quantity(value.to_owned())),
+        },
+    )
 }
 
 fn resource(name: ResourceName, target: ResourceTarget) -> MetricSpec {
@@ -92,7 +102,10 @@ pub fn pod(name: &str) -> PodSample {
         phase: PodPhase::Running,
         deleting: false,
         start_time: Some(at(-600)),
-        ready: Some(Readiness { ready: true, last_transition: at(-600) }),
+        ready: Some(Readiness {
+            ready: true,
+            last_transition: at(-600),
+        }),
         cpu_request_milli: Some(1000),
         memory_request_milli: Some(1 << 40),
     }
@@ -107,12 +120,19 @@ pub fn pod_with(name: &str, change: impl FnOnce(&mut PodSample)) -> PodSample {
 
 /// A 30-second CPU sample ending now.
 pub fn cpu_usage(milli: i64) -> PodUsage {
-    PodUsage { cpu_milli: milli, memory_milli: 0, timestamp: t0(), window: SignedDuration::from_secs(30) }
+    PodUsage {
+        cpu_milli: milli,
+        memory_milli: 0,
+        timestamp: t0(),
+        window: SignedDuration::from_secs(30),
+    }
 }
 
 /// Observations of pods `p0, p1, ...`; `None` usage means metrics-server has no sample.
 pub fn pods_using(cpu_milli: &[Option<i64>]) -> Observed {
-    let pods: Vec<PodSample> = (0..cpu_milli.len()).map(|i| pod(&format!("p{i}"))).collect();
+    let pods: Vec<PodSample> = (0..cpu_milli.len())
+        .map(|i| pod(&format!("p{i}")))
+        .collect();
     observe(pods, cpu_milli)
 }
 
@@ -123,7 +143,11 @@ pub fn observe(pods: Vec<PodSample>, cpu_milli: &[Option<i64>]) -> Observed {
         .zip(cpu_milli)
         .filter_map(|(pod, milli)| milli.map(|m| (pod.name.clone(), cpu_usage(m))))
         .collect();
-    Observed { pods, pod_usage: Ok(usage), connections: BTreeMap::new() }
+    Observed {
+        pods,
+        pod_usage: Ok(usage),
+        connections: BTreeMap::new(),
+    }
 }
 
 /// `ready` serving pods and a connection rate (or why it is missing) for `service`.
@@ -131,13 +155,22 @@ pub fn connection_rate(service: &str, ready: usize, rate: Result<f64, &str>) -> 
     Observed {
         pods: (0..ready).map(|i| pod(&format!("p{i}"))).collect(),
         pod_usage: Err(Missing("not asked for".to_owned())),
-        connections: BTreeMap::from([(service.to_owned(), rate.map_err(|m| Missing(m.to_owned())))]),
+        connections: BTreeMap::from([(
+            service.to_owned(),
+            rate.map_err(|m| Missing(m.to_owned())),
+        )]),
     }
 }
 
 /// One decision at `T0` with an empty history.
 pub fn decide(spec: &AutoscalerSpec, current: i32, observed: Observed) -> Recommendation {
-    recommend(&Input::from_spec(spec, current, observed, History::default(), t0()))
+    recommend(&Input::from_spec(
+        spec,
+        current,
+        observed,
+        History::default(),
+        t0(),
+    ))
 }
 
 /// The Autoscaler over time: each step asks for a number of replicas through the connection
@@ -154,18 +187,37 @@ impl Simulation {
         let mut spec = spec(min, max, vec![connections("web", "1")]);
         spec.behavior = behavior;
         spec.tolerance = Some(0.0);
-        Self { spec, current, history: History::default() }
+        Self {
+            spec,
+            current,
+            history: History::default(),
+        }
     }
 
     /// At `seconds` after T0 the load asks for `wanted` replicas: returns the decision.
     #[track_caller]
     pub fn step(&mut self, seconds: i64, wanted: i32) -> Recommendation {
-        let observed = connection_rate("web", usize::try_from(self.current).unwrap_or(0), Ok(f64::from(wanted)));
-        let input = Input::from_spec(&self.spec, self.current, observed, self.history.clone(), at(seconds));
+        let observed = connection_rate(
+            "web",
+            usize::try_from(self.current).unwrap_or(0),
+            Ok(f64::from(wanted)),
+        );
+        let input = Input::from_spec(
+            &self.spec,
+            self.current,
+            observed,
+            self.history.clone(),
+            at(seconds),
+        );
         let decision = recommend(&input);
         self.history = decision.history.clone();
         if decision.desired_replicas != self.current {
-            self.history.record_rescale(&input.behavior, at(seconds), self.current, decision.desired_replicas);
+            self.history.record_rescale(
+                &input.behavior,
+                at(seconds),
+                self.current,
+                decision.desired_replicas,
+            );
             self.current = decision.desired_replicas;
         }
         decision
@@ -174,7 +226,10 @@ impl Simulation {
     /// Runs `(seconds, wanted)` steps and returns the replicas after each.
     #[track_caller]
     pub fn run(&mut self, steps: &[(i64, i32)]) -> Vec<i32> {
-        steps.iter().map(|&(seconds, wanted)| self.step(seconds, wanted).desired_replicas).collect()
+        steps
+            .iter()
+            .map(|&(seconds, wanted)| self.step(seconds, wanted).desired_replicas)
+            .collect()
     }
 }
 

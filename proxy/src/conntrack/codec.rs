@@ -14,6 +14,8 @@ use super::{Flow, FlowTuple};
 
 /// `CTA_ZONE` (`enum ctattr_type` in `nfnetlink_conntrack.h`): a `__be16`.
 const CTA_ZONE: u16 = 18;
+/// `NFNL_SUBSYS_CTNETLINK << 8 | IPCTNL_MSG_CT_NEW`: how the kernel sends dumped entries.
+const CT_NEW_MESSAGE: u16 = 1 << 8;
 /// `NFNETLINK_V0`, the only nfnetlink version.
 const NFNETLINK_V0: u8 = 0;
 
@@ -64,6 +66,11 @@ fn tuple_attributes(protocol: u8, tuple: &FlowTuple) -> Vec<Tuple> {
 /// Decodes one dumped entry (`payload` is everything after the netlink header). `None` for
 /// entries without ports (ICMP and the like) and for other nfnetlink messages.
 pub fn decode_flow(message_type: u16, payload: &[u8]) -> Result<Option<Flow>, DecodeError> {
+    // Only conntrack entries reach the crate's parser: its nftables parsers can panic on
+    // malformed input (found by fuzzing), and nothing else belongs in a conntrack dump.
+    if message_type != CT_NEW_MESSAGE {
+        return Ok(None);
+    }
     let message = NetfilterMessage::parse_with_param(payload, message_type)?;
     let NetfilterMessageInner::Conntrack(ConntrackMessage::New(attributes)) = message.inner else {
         return Ok(None);

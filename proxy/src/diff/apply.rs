@@ -29,7 +29,8 @@ pub enum ApplyError {
 }
 
 /// Applies `ops` in order; stops at the first that the kernel would refuse.
-/// New real servers start without connections; conntrack ops change nothing here.
+/// New real servers start without connections; updates set masquerading as the kernel edge
+/// does; conntrack ops change nothing here.
 pub fn apply(state: &mut KernelState, ops: &[Op]) -> Result<(), ApplyError> {
     ops.iter().try_for_each(|op| apply_one(state, op))
 }
@@ -41,13 +42,13 @@ fn apply_one(state: &mut KernelState, op: &Op) -> Result<(), ApplyError> {
                 return Err(ApplyError::VirtualServerExists(*key));
             }
             let server = KernelVirtualServer {
-                params: params.clone(),
+                params: Some(params.clone()),
                 real_servers: Default::default(),
             };
             state.virtual_servers.insert(*key, server);
         }
         Op::UpdateVirtualServer { key, params } => {
-            virtual_server(state, key)?.params = params.clone();
+            virtual_server(state, key)?.params = Some(params.clone());
         }
         Op::DeleteVirtualServer { key } => {
             state
@@ -66,7 +67,9 @@ fn apply_one(state: &mut KernelState, op: &Op) -> Result<(), ApplyError> {
             }
             let new = KernelRealServer {
                 weight: *weight,
-                ..KernelRealServer::default()
+                active_connections: 0,
+                inactive_connections: 0,
+                masquerade: true,
             };
             real_servers.insert(*real_server, new);
         }
@@ -75,11 +78,12 @@ fn apply_one(state: &mut KernelState, op: &Op) -> Result<(), ApplyError> {
             real_server,
             weight,
         } => {
-            virtual_server(state, key)?
+            let kernel = virtual_server(state, key)?
                 .real_servers
                 .get_mut(real_server)
-                .ok_or(ApplyError::NoRealServer(*key, *real_server))?
-                .weight = *weight;
+                .ok_or(ApplyError::NoRealServer(*key, *real_server))?;
+            kernel.weight = *weight;
+            kernel.masquerade = true;
         }
         Op::DeleteRealServer { key, real_server } => {
             virtual_server(state, key)?

@@ -38,12 +38,16 @@ pub fn diff(
     }
     let wanted = desired.virtual_servers();
     let addresses = desired.bound_addresses();
-    for key in current.virtual_servers.keys() {
+    let unwanted = current
+        .virtual_servers
+        .keys()
+        .filter(|key| !wanted.contains_key(key));
+    for key in unwanted {
         // An address Ferry is about to bind is Ferry's too: judging ownership on it now
         // keeps a second diff empty.
         let on_dummy =
             current.bound_addresses.contains(&key.address) || addresses.contains(&key.address);
-        if !wanted.contains_key(key) && config.ownership.owns(key, on_dummy) {
+        if config.ownership.owns(key, on_dummy) {
             plan.deletes.push(Op::DeleteVirtualServer { key: *key });
             if key.protocol == Protocol::Udp {
                 plan.conntrack
@@ -127,7 +131,7 @@ impl<'a> Plan<'a> {
                 &no_real_servers
             }
             Some(existing) => {
-                if existing.params != wanted.params {
+                if existing.params.as_ref() != Some(&wanted.params) {
                     self.servers.push(Op::UpdateVirtualServer {
                         key: *key,
                         params: wanted.params.clone(),
@@ -143,11 +147,13 @@ impl<'a> Plan<'a> {
                     real_server: *real_server,
                     weight,
                 },
-                Some(kernel) if kernel.weight != weight => Op::UpdateRealServer {
-                    key: *key,
-                    real_server: *real_server,
-                    weight,
-                },
+                Some(kernel) if kernel.weight != weight || !kernel.masquerade => {
+                    Op::UpdateRealServer {
+                        key: *key,
+                        real_server: *real_server,
+                        weight,
+                    }
+                }
                 Some(_) => continue,
             };
             self.servers.push(op);
@@ -204,10 +210,10 @@ impl<'a> Plan<'a> {
 /// Whether the kernel already has exactly `wanted`: the common case, checked in one linear
 /// pass so a resync of an unchanged cluster stays cheap.
 fn matches(existing: &KernelVirtualServer, wanted: &VirtualServer) -> bool {
-    let weights = existing
+    let as_wanted = existing
         .real_servers
         .iter()
-        .map(|(rs, kernel)| (rs, kernel.weight));
-    existing.params == wanted.params
-        && weights.eq(wanted.real_servers.iter().map(|(rs, w)| (rs, *w)))
+        .map(|(rs, kernel)| (rs, kernel.masquerade.then_some(kernel.weight)));
+    existing.params.as_ref() == Some(&wanted.params)
+        && as_wanted.eq(wanted.real_servers.iter().map(|(rs, w)| (rs, Some(*w))))
 }

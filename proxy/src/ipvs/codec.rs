@@ -6,19 +6,23 @@
 //! netmask is the odd one: a `__be32` mask for IPv4 but a plain prefix length for IPv6.
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+use std::time::Duration;
 
 use netlink_packet_core::{
     DecodeError, Emitable, NLA_F_NESTED, NLA_HEADER_SIZE, Nla, NlaBuffer, NlasIterator, parse_u16,
     parse_u16_be, parse_u32, parse_u64,
 };
+use netlink_packet_generic::constants::GENL_HDRLEN;
 use netlink_packet_generic::ctrl::nlas::GenlCtrlAttrs;
 use netlink_packet_generic::ctrl::{GenlCtrl, GenlCtrlCmd};
 use netlink_packet_generic::{GenlFamily, GenlHeader, GenlMessage};
 
 use super::VirtualServerStats;
-use crate::model::types::{Protocol, RealServerKey, VirtualServerKey, VirtualServerParams};
+use crate::model::types::{
+    Protocol, RealServerKey, Scheduler, VirtualServerKey, VirtualServerParams,
+};
 
-pub const FAMILY_NAME: &str = "IPVS";
+const FAMILY_NAME: &str = "IPVS";
 const FAMILY_VERSION: u8 = 1;
 
 const CMD_NEW_SERVICE: u8 = 1;
@@ -62,12 +66,12 @@ const STATS_ATTR_OUTPKTS: u16 = 3;
 const STATS_ATTR_INBYTES: u16 = 4;
 const STATS_ATTR_OUTBYTES: u16 = 5;
 
-pub const SVC_F_PERSISTENT: u32 = 0x1;
+const SVC_F_PERSISTENT: u32 = 0x1;
 /// Set by the kernel on every hashed service; it says nothing about the configuration.
-pub const SVC_F_HASHED: u32 = 0x2;
+const SVC_F_HASHED: u32 = 0x2;
 /// `IP_VS_CONN_F_MASQ`, the only forwarding method Ferry uses.
-pub const CONN_F_MASQ: u32 = 0x0;
-pub const CONN_F_FWD_MASK: u32 = 0x7;
+pub(crate) const CONN_F_MASQ: u32 = 0x0;
+const CONN_F_FWD_MASK: u32 = 0x7;
 
 const AF_INET: u16 = libc::AF_INET as u16;
 const AF_INET6: u16 = libc::AF_INET6 as u16;
@@ -245,7 +249,8 @@ fn attr(kind: u16, value: Value) -> Attr {
     Attr { kind, value }
 }
 
-fn family(address: IpAddr) -> u16 {
+/// The address family (`AF_INET`, `AF_INET6`) of an address.
+pub fn family(address: IpAddr) -> u16 {
     match address {
         IpAddr::V4(_) => AF_INET,
         IpAddr::V6(_) => AF_INET6,
@@ -367,12 +372,12 @@ impl ServiceEntry {
 
     /// The settings, if they are ones Ferry programs.
     pub fn params(&self) -> Option<VirtualServerParams> {
-        let scheduler = crate::model::types::Scheduler::from_kernel_name(&self.scheduler)?;
+        let scheduler = Scheduler::from_kernel_name(&self.scheduler)?;
         let flags = self.flags & !SVC_F_HASHED;
         let persistence = match flags {
             0 => None,
             SVC_F_PERSISTENT if Some(self.netmask) == self.address.map(host_netmask) => {
-                Some(std::time::Duration::from_secs(self.timeout.into()))
+                Some(Duration::from_secs(self.timeout.into()))
             }
             _ => return None,
         };
@@ -400,7 +405,7 @@ pub struct DestinationEntry {
 /// Reads the attributes of a genl message: the genl header, then top-level attributes.
 fn top_level(genl: &[u8]) -> Result<NlasIterator<&[u8]>, DecodeError> {
     GenlHeader::parse(genl)?;
-    Ok(NlasIterator::new(&genl[4..]))
+    Ok(NlasIterator::new(&genl[GENL_HDRLEN..]))
 }
 
 /// The value of an attribute, borrowed from the message rather than from the `NlaBuffer`.

@@ -136,6 +136,23 @@ impl Ipvs for FakeIpvs {
         Ok(self.snapshot())
     }
 
+    async fn list_real_servers(
+        &self,
+        key: VirtualServerKey,
+    ) -> Result<BTreeMap<RealServerKey, ObservedRealServer>, IpvsError> {
+        Ok(virtual_server_mut(&mut self.lock(), key)?.real_servers.clone())
+    }
+
+    async fn list_stats(
+        &self,
+    ) -> Result<BTreeMap<VirtualServerKey, VirtualServerStats>, IpvsError> {
+        Ok(self
+            .lock()
+            .iter()
+            .map(|(key, vs)| (*key, vs.stats))
+            .collect())
+    }
+
     async fn add_virtual_server(
         &self,
         key: VirtualServerKey,

@@ -36,6 +36,18 @@ pub trait Ipvs: Send + Sync {
         &self,
     ) -> impl Future<Output = Result<BTreeMap<VirtualServerKey, ObservedVirtualServer>, IpvsError>> + Send;
 
+    /// The real servers of one virtual server, with their counters.
+    fn list_real_servers(
+        &self,
+        key: VirtualServerKey,
+    ) -> impl Future<Output = Result<BTreeMap<RealServerKey, ObservedRealServer>, IpvsError>> + Send;
+
+    /// The counters of every address-keyed virtual server, without their real servers: one
+    /// dump, cheap enough to run on every metrics scrape.
+    fn list_stats(
+        &self,
+    ) -> impl Future<Output = Result<BTreeMap<VirtualServerKey, VirtualServerStats>, IpvsError>> + Send;
+
     fn add_virtual_server(
         &self,
         key: VirtualServerKey,

@@ -12,7 +12,9 @@ use super::codec::{
     decode_service,
 };
 use super::socket::{Kind, NetlinkSocket, Reply, RequestError};
-use super::{Ipvs, IpvsError, ObservedRealServer, ObservedVirtualServer, Target};
+use super::{
+    Ipvs, IpvsError, ObservedRealServer, ObservedVirtualServer, Target, VirtualServerStats,
+};
 use crate::model::types::{RealServerKey, VirtualServerKey, VirtualServerParams};
 
 /// The kernel's IPVS, in the network namespace the socket was opened in.
@@ -131,6 +133,24 @@ fn transport_error(error: RequestError, target: Target) -> IpvsError {
     }
 }
 
+/// The real servers of one virtual server (`family`: its address family).
+async fn list_destinations(
+    socket: &mut NetlinkSocket,
+    family_id: u16,
+    key: VirtualServerKey,
+    family: u16,
+) -> Result<BTreeMap<RealServerKey, ObservedRealServer>, IpvsError> {
+    let destinations = execute(socket, family_id, Request::ListDestinations(key)).await?;
+    destinations
+        .iter()
+        .map(|reply| decode_destination(&reply.payload, family).map(observed_real_server))
+        .collect::<Result<_, _>>()
+        .map_err(|source| IpvsError::Decode {
+            target: Target::VirtualServer(key),
+            source,
+        })
+}
+
 fn observed_real_server(entry: DestinationEntry) -> (RealServerKey, ObservedRealServer) {
     let key = RealServerKey {
         address: entry.address,
@@ -166,16 +186,8 @@ impl Ipvs for NetlinkIpvs {
                 );
                 continue;
             };
-            let target = Target::VirtualServer(key);
-            let destinations =
-                execute(&mut socket, self.family_id, Request::ListDestinations(key)).await?;
-            let real_servers = destinations
-                .iter()
-                .map(|reply| {
-                    decode_destination(&reply.payload, entry.family).map(observed_real_server)
-                })
-                .collect::<Result<_, _>>()
-                .map_err(|source| IpvsError::Decode { target, source })?;
+            let real_servers =
+                list_destinations(&mut socket, self.family_id, key, entry.family).await?;
             listing.insert(
                 key,
                 ObservedVirtualServer {
@@ -187,6 +199,32 @@ impl Ipvs for NetlinkIpvs {
         }
         trace!(virtual_servers = listing.len(), "listed IPVS");
         Ok(listing)
+    }
+
+    async fn list_real_servers(
+        &self,
+        key: VirtualServerKey,
+    ) -> Result<BTreeMap<RealServerKey, ObservedRealServer>, IpvsError> {
+        let mut socket = self.socket.lock().await;
+        let family = codec::family(key.address);
+        list_destinations(&mut socket, self.family_id, key, family).await
+    }
+
+    async fn list_stats(
+        &self,
+    ) -> Result<BTreeMap<VirtualServerKey, VirtualServerStats>, IpvsError> {
+        let services = self.execute(Request::ListServices).await?;
+        let mut stats = BTreeMap::new();
+        for reply in services {
+            let entry = decode_service(&reply.payload).map_err(|source| IpvsError::Decode {
+                target: Target::Listing,
+                source,
+            })?;
+            if let Some(key) = entry.key() {
+                stats.insert(key, entry.stats);
+            }
+        }
+        Ok(stats)
     }
 
     async fn add_virtual_server(

@@ -17,6 +17,7 @@ enum State {
 pub struct FakeLink {
     state: Mutex<State>,
     dummy_supported: bool,
+    host_addresses: Mutex<BTreeSet<IpAddr>>,
 }
 
 impl Default for FakeLink {
@@ -31,6 +32,7 @@ impl FakeLink {
         Self {
             state: Mutex::new(State::Missing),
             dummy_supported: true,
+            host_addresses: Mutex::default(),
         }
     }
 
@@ -52,8 +54,13 @@ impl FakeLink {
         *self.lock() = State::Missing;
     }
 
+    /// Gives the node's other links these addresses.
+    pub fn set_host_addresses(&self, addresses: impl IntoIterator<Item = IpAddr>) {
+        *lock(&self.host_addresses) = addresses.into_iter().collect();
+    }
+
     fn lock(&self) -> MutexGuard<'_, State> {
-        self.state.lock().unwrap_or_else(PoisonError::into_inner)
+        lock(&self.state)
     }
 
     fn with_addresses<T>(
@@ -65,6 +72,10 @@ impl FakeLink {
             State::Up(addresses) => change(addresses),
         }
     }
+}
+
+fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
+    mutex.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
 impl Link for FakeLink {
@@ -99,5 +110,14 @@ impl Link for FakeLink {
                 .then_some(())
                 .ok_or(LinkError::AddressNotFound { address })
         })
+    }
+
+    async fn delete_link(&self) -> Result<(), LinkError> {
+        self.remove_link();
+        Ok(())
+    }
+
+    async fn host_addresses(&self) -> Result<BTreeSet<IpAddr>, LinkError> {
+        Ok(lock(&self.host_addresses).clone())
     }
 }

@@ -32,6 +32,13 @@ pub trait Link: Send + Sync {
 
     fn delete_address(&self, address: IpAddr)
     -> impl Future<Output = Result<(), LinkError>> + Send;
+
+    /// Deletes the link with its addresses, if it exists (`ferry-proxy cleanup`). Idempotent.
+    fn delete_link(&self) -> impl Future<Output = Result<(), LinkError>> + Send;
+
+    /// Addresses on every other link of the namespace: the node's own, where NodePorts may
+    /// have been served (see `diff::Ownership`).
+    fn host_addresses(&self) -> impl Future<Output = Result<BTreeSet<IpAddr>, LinkError>> + Send;
 }
 
 /// The prefix Ferry binds addresses with: one host.

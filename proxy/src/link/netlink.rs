@@ -136,6 +136,35 @@ fn host_address_message(index: u32, address: IpAddr) -> AddressMessage {
     }
 }
 
+impl NetlinkLink {
+    /// Addresses of the links `on_link` accepts (by index), without link-local IPv6 ones: the
+    /// kernel adds an fe80:: address to every up link, and it is nobody's choice.
+    async fn addresses(
+        &self,
+        on_link: impl Fn(u32) -> bool,
+    ) -> Result<BTreeSet<IpAddr>, LinkError> {
+        let mut messages = self.handle.address().get().execute();
+        let mut addresses = BTreeSet::new();
+        while let Some(message) = messages
+            .try_next()
+            .await
+            .map_err(|error| netlink_error(error, "address listing"))?
+        {
+            if !on_link(message.header.index) {
+                continue;
+            }
+            match bound_address(&message) {
+                Some(IpAddr::V6(address)) if address.is_unicast_link_local() => {}
+                Some(address) => {
+                    addresses.insert(address);
+                }
+                None => {}
+            }
+        }
+        Ok(addresses)
+    }
+}
+
 impl Link for NetlinkLink {
     async fn ensure_link(&self) -> Result<(), LinkError> {
         let link = match self.find().await? {
@@ -167,28 +196,7 @@ impl Link for NetlinkLink {
 
     async fn list_addresses(&self) -> Result<BTreeSet<IpAddr>, LinkError> {
         let index = self.index().await?;
-        let mut messages = self
-            .handle
-            .address()
-            .get()
-            .set_link_index_filter(index)
-            .execute();
-        let mut addresses = BTreeSet::new();
-        while let Some(message) = messages
-            .try_next()
-            .await
-            .map_err(|error| netlink_error(error, "address listing"))?
-        {
-            match bound_address(&message) {
-                // The kernel adds an fe80:: address to every up link; it is not Ferry's.
-                Some(IpAddr::V6(address)) if address.is_unicast_link_local() => {}
-                Some(address) => {
-                    addresses.insert(address);
-                }
-                None => {}
-            }
-        }
-        Ok(addresses)
+        self.addresses(|link| link == index).await
     }
 
     async fn add_address(&self, address: IpAddr) -> Result<(), LinkError> {
@@ -221,5 +229,22 @@ impl Link for NetlinkLink {
                 Some(libc::EADDRNOTAVAIL) => LinkError::AddressNotFound { address },
                 _ => netlink_error(error, "address delete"),
             })
+    }
+
+    async fn delete_link(&self) -> Result<(), LinkError> {
+        let Some(link) = self.find().await? else {
+            return Ok(());
+        };
+        info!(link = LINK_NAME, "deleting the dummy link");
+        match self.handle.link().del(link.header.index).execute().await {
+            Ok(()) => Ok(()),
+            Err(error) if errno(&error) == Some(libc::ENODEV) => Ok(()),
+            Err(error) => Err(netlink_error(error, "link delete")),
+        }
+    }
+
+    async fn host_addresses(&self) -> Result<BTreeSet<IpAddr>, LinkError> {
+        let ferry = self.find().await?.map(|link| link.header.index);
+        self.addresses(|link| Some(link) != ferry).await
     }
 }

@@ -1,10 +1,10 @@
 //! The desired dataplane as a pure function of the cluster:
 //! (Services, EndpointSlices, this Node, config) → [`Desired`].
 //!
-//! - [`input`] converts API objects into the plain values of [`cluster`] (the only Kubernetes
-//!   types in the model), skipping bad input with typed reasons;
+//! - [`input`], the only place that sees Kubernetes types, converts API objects into the
+//!   plain values of [`cluster`], skipping bad input with typed reasons;
 //! - [`Snapshot`] holds those values, slices indexed by Service;
-//! - [`service_dataplane`] builds one Service's frontends, [`desired`] all of them, and
+//! - [`service_dataplane`] builds one Service's frontends, [`desired()`] all of them, and
 //!   [`Desired::update_service`] rebuilds one for a partial sync (see [`desired`](mod@desired)).
 //!
 //! The same `Desired` feeds both dataplanes: IPVS (virtual servers, bound addresses, and the

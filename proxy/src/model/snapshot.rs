@@ -77,6 +77,16 @@ impl Snapshot {
         self.services.values()
     }
 
+    /// The Service a slice is filed under.
+    pub fn slice_owner(&self, name: &SliceName) -> Option<&ServiceName> {
+        self.slice_owners.get(name)
+    }
+
+    /// Every slice's name, whichever Service it is filed under.
+    pub fn slice_names(&self) -> impl Iterator<Item = &SliceName> {
+        self.slice_owners.keys()
+    }
+
     /// The slices labelled with this Service's name.
     pub fn slices_of(&self, service: &ServiceName) -> impl Iterator<Item = &EndpointSliceInfo> {
         self.slices

@@ -142,16 +142,21 @@ pub struct KernelState {
 /// A virtual server as read from the kernel, with connection counters per real server.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct KernelVirtualServer {
-    pub params: VirtualServerParams,
+    /// `None` when the kernel has settings Ferry never programs (another scheduler, a
+    /// persistence engine or netmask, flags): drift, which the diff repairs with an update.
+    pub params: Option<VirtualServerParams>,
     pub real_servers: BTreeMap<RealServerKey, KernelRealServer>,
 }
 
 /// A real server as read from the kernel: the counters decide when a drained one can go.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct KernelRealServer {
     pub weight: u32,
     pub active_connections: u32,
     pub inactive_connections: u32,
+    /// False when someone set another forwarding method (direct routing, tunnel): drift,
+    /// which the diff repairs with an update (updates always set masquerading).
+    pub masquerade: bool,
 }
 
 impl KernelRealServer {

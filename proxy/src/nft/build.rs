@@ -14,6 +14,26 @@
 //!
 //! NodePorts are frontends on the node addresses the model chose, so they use the same maps as
 //! ClusterIPs instead of a `fib daddr type local` lookup.
+//!
+//! `sessionAffinity: ClientIP` keeps, per Service port and endpoint, a dynamic set of the
+//! clients that stick to that endpoint (`affinity-<chain>__<endpoint>`, kube-proxy's scheme
+//! without its chain per endpoint):
+//! - the Service's chain first DNATs a client found in one of those sets to that set's endpoint
+//!   (`ip saddr @affinity-… dnat ip to 10.244.1.5:8080`, one rule per endpoint), and otherwise
+//!   picks one with the usual `numgen` rule;
+//! - after DNAT, `nat-postrouting` (connections leaving the node or made by it) and `nat-input`
+//!   (connections to an endpoint on the node's own network, which never reach postrouting)
+//!   jump to `remember-clients`. It finds the Service again by the connection's original
+//!   destination (`remember-clients-<family>`), and the Service's `remember-<chain>` adds the
+//!   client to the set of the endpoint the packet now goes to, restarting its timeout. Being
+//!   nat chains, they run once per connection, at whichever of the two hooks comes first.
+//!
+//! Every rule is a single lookup feeding a statement: the earlier layout (a map lookup feeding
+//! another map lookup in one `dnat`) runs in the kernel but crashes `nft` 1.0.6 when operators
+//! list the table. An endpoint that goes away takes its set, and so its clients, with it; the
+//! clients of the endpoints that stay keep sticking to them. The price is two rules per
+//! endpoint for Services with affinity (new connections walk them), and a changed timeout
+//! recreates the sets, forgetting every client.
 
 use std::collections::btree_map::Entry;
 
@@ -24,7 +44,7 @@ use super::ruleset::{
     BaseChain, Chain, ChainKind, Element, Family, Frontend, Hook, Key, MASQUERADE_MARK, Match,
     Reject, Rule, Ruleset, Set, SetKind, Side, Statement, Verdict, protocol_name,
 };
-use crate::model::types::{RealServerKey, VirtualServerKey};
+use crate::model::types::{Protocol, RealServerKey, VirtualServerKey};
 use crate::model::{Desired, Frontend as ModelFrontend, Masquerade, NoEndpoints, TrafficPolicy};
 
 /// Names of the fixed objects of the layout.
@@ -34,9 +54,11 @@ pub mod names {
     pub const NAT_PREROUTING: &str = "nat-prerouting";
     pub const NAT_OUTPUT: &str = "nat-output";
     pub const NAT_POSTROUTING: &str = "nat-postrouting";
+    pub const NAT_INPUT: &str = "nat-input";
     pub const FIREWALL_CHECK: &str = "firewall-check";
     pub const ENDPOINTS_CHECK: &str = "endpoints-check";
     pub const SERVICES: &str = "services";
+    pub const REMEMBER_CLIENTS: &str = "remember-clients";
     pub const MARK_FOR_MASQUERADE: &str = "mark-for-masquerade";
     pub const MARK_FROM_OUTSIDE_CLUSTER: &str = "mark-from-outside-cluster";
     pub const MASQUERADING: &str = "masquerading";
@@ -64,10 +86,15 @@ pub mod names {
     pub fn hairpin(family: Family) -> String {
         format!("hairpin-{}", family.suffix())
     }
+    /// Frontends of `sessionAffinity: ClientIP` Services → the chain that remembers the client.
+    pub fn remember_clients(family: Family) -> String {
+        format!("remember-clients-{}", family.suffix())
+    }
 }
 
 /// Priority of the filter chains: before DNAT (`dstnat`, -100) rewrites the destination.
 const FILTER_PRIORITY: i32 = -110;
+const PROTOCOLS: [Protocol; 3] = [Protocol::Tcp, Protocol::Udp, Protocol::Sctp];
 const DSTNAT_PRIORITY: i32 = -100;
 const SRCNAT_PRIORITY: i32 = 100;
 
@@ -82,7 +109,12 @@ pub fn build(desired: &Desired, cluster_cidrs: &[IpNet]) -> Ruleset {
     for hairpin in desired.hairpin_endpoints() {
         let address = hairpin.endpoint.address;
         let set = names::hairpin(Family::of(address));
-        insert_element(&mut ruleset, &set, Element::AddressPair(address, address), None);
+        insert_element(
+            &mut ruleset,
+            &set,
+            Element::AddressPair(address, address),
+            None,
+        );
     }
     ruleset
 }
@@ -101,30 +133,111 @@ fn skeleton(cluster_cidrs: &[IpNet]) -> Ruleset {
         rules,
     };
     let chains = [
-        (names::FILTER_PREROUTING, base(ChainKind::Filter, Hook::Prerouting, FILTER_PRIORITY, checks.to_vec())),
-        (names::FILTER_OUTPUT, base(ChainKind::Filter, Hook::Output, FILTER_PRIORITY, checks.to_vec())),
-        (names::NAT_PREROUTING, base(ChainKind::Nat, Hook::Prerouting, DSTNAT_PRIORITY, vec![always(jump(names::SERVICES))])),
-        (names::NAT_OUTPUT, base(ChainKind::Nat, Hook::Output, DSTNAT_PRIORITY, vec![always(jump(names::SERVICES))])),
-        (names::NAT_POSTROUTING, base(ChainKind::Nat, Hook::Postrouting, SRCNAT_PRIORITY, vec![always(jump(names::MASQUERADING))])),
-        (names::FIREWALL_CHECK, regular(per_family(|f| vmap(f, names::firewall(f))))),
-        (names::ENDPOINTS_CHECK, regular(per_family(|f| vmap(f, names::no_endpoints(f))))),
+        (
+            names::FILTER_PREROUTING,
+            base(
+                ChainKind::Filter,
+                Hook::Prerouting,
+                FILTER_PRIORITY,
+                checks.to_vec(),
+            ),
+        ),
+        (
+            names::FILTER_OUTPUT,
+            base(
+                ChainKind::Filter,
+                Hook::Output,
+                FILTER_PRIORITY,
+                checks.to_vec(),
+            ),
+        ),
+        (
+            names::NAT_PREROUTING,
+            base(
+                ChainKind::Nat,
+                Hook::Prerouting,
+                DSTNAT_PRIORITY,
+                vec![always(jump(names::SERVICES))],
+            ),
+        ),
+        (
+            names::NAT_OUTPUT,
+            base(
+                ChainKind::Nat,
+                Hook::Output,
+                DSTNAT_PRIORITY,
+                vec![always(jump(names::SERVICES))],
+            ),
+        ),
+        (
+            names::NAT_POSTROUTING,
+            base(
+                ChainKind::Nat,
+                Hook::Postrouting,
+                SRCNAT_PRIORITY,
+                // Before masquerading, which ends the chain and hides the client's address.
+                vec![
+                    always(jump(names::REMEMBER_CLIENTS)),
+                    always(jump(names::MASQUERADING)),
+                ],
+            ),
+        ),
+        (
+            names::NAT_INPUT,
+            base(
+                ChainKind::Nat,
+                Hook::Input,
+                SRCNAT_PRIORITY,
+                vec![always(jump(names::REMEMBER_CLIENTS))],
+            ),
+        ),
+        (
+            names::FIREWALL_CHECK,
+            regular(per_family(|f| vmap(f, names::firewall(f)))),
+        ),
+        (
+            names::ENDPOINTS_CHECK,
+            regular(per_family(|f| vmap(f, names::no_endpoints(f)))),
+        ),
         (names::SERVICES, regular(services_rules())),
-        (names::MARK_FOR_MASQUERADE, regular(vec![always(Statement::SetMarkBits(MASQUERADE_MARK))])),
-        (names::MARK_FROM_OUTSIDE_CLUSTER, regular(outside_cluster_rules(cluster_cidrs))),
+        (names::REMEMBER_CLIENTS, regular(remember_clients_rules())),
+        (
+            names::MARK_FOR_MASQUERADE,
+            regular(vec![always(Statement::SetMarkBits(MASQUERADE_MARK))]),
+        ),
+        (
+            names::MARK_FROM_OUTSIDE_CLUSTER,
+            regular(outside_cluster_rules(cluster_cidrs)),
+        ),
         (names::MASQUERADING, regular(masquerading_rules())),
         (names::REJECT, regular(reject_rules())),
     ];
-    ruleset.chains = chains.into_iter().map(|(name, chain)| (name.to_owned(), chain)).collect();
+    ruleset.chains = chains
+        .into_iter()
+        .map(|(name, chain)| (name.to_owned(), chain))
+        .collect();
     for family in Family::BOTH {
         let sets = [
             (names::services(family), SetKind::FrontendVerdicts(family)),
-            (names::no_endpoints(family), SetKind::FrontendVerdicts(family)),
+            (
+                names::no_endpoints(family),
+                SetKind::FrontendVerdicts(family),
+            ),
             (names::firewall(family), SetKind::FrontendVerdicts(family)),
             (names::masquerade(family), SetKind::Frontends(family)),
-            (names::masquerade_outside(family), SetKind::Frontends(family)),
+            (
+                names::masquerade_outside(family),
+                SetKind::Frontends(family),
+            ),
             (names::hairpin(family), SetKind::AddressPairs(family)),
+            (
+                names::remember_clients(family),
+                SetKind::FrontendVerdicts(family),
+            ),
         ];
-        ruleset.sets.extend(sets.map(|(name, kind)| (name, Set::new(kind))));
+        ruleset
+            .sets
+            .extend(sets.map(|(name, kind)| (name, Set::new(kind))));
     }
     ruleset
 }
@@ -155,6 +268,24 @@ fn vmap(family: Family, map: String) -> Rule {
     )
 }
 
+/// One rule per family and protocol: `nft` (1.0.6) gives `ct original proto-dst` a type, and so
+/// can list it inside a concatenation, only after a match on the protocol.
+fn remember_clients_rules() -> Vec<Rule> {
+    let mut rules = Vec::new();
+    for family in Family::BOTH {
+        for protocol in PROTOCOLS {
+            rules.push(Rule::new(
+                vec![Match::Protocol(protocol)],
+                vec![Statement::Vmap {
+                    key: Key::OriginalFrontend(family),
+                    map: names::remember_clients(family),
+                }],
+            ));
+        }
+    }
+    rules
+}
+
 fn in_set(key: Key, set: String) -> Match {
     Match::InSet { key, set }
 }
@@ -165,11 +296,12 @@ fn services_rules() -> Vec<Rule> {
     let mut rules = Vec::new();
     for family in Family::BOTH {
         let key = Key::Frontend(family);
-        let mark = |set, chain| {
-            Rule::new(vec![in_set(key, set)], vec![jump(chain)])
-        };
+        let mark = |set, chain| Rule::new(vec![in_set(key, set)], vec![jump(chain)]);
         rules.push(mark(names::masquerade(family), names::MARK_FOR_MASQUERADE));
-        rules.push(mark(names::masquerade_outside(family), names::MARK_FROM_OUTSIDE_CLUSTER));
+        rules.push(mark(
+            names::masquerade_outside(family),
+            names::MARK_FROM_OUTSIDE_CLUSTER,
+        ));
     }
     rules.extend(per_family(|f| vmap(f, names::services(f))));
     rules
@@ -202,7 +334,10 @@ fn masquerading_rules() -> Vec<Rule> {
     });
     rules.push(Rule::new(
         vec![Match::MarkBitSet(MASQUERADE_MARK)],
-        vec![Statement::ClearMarkBits(MASQUERADE_MARK), Statement::Masquerade],
+        vec![
+            Statement::ClearMarkBits(MASQUERADE_MARK),
+            Statement::Masquerade,
+        ],
     ));
     rules
 }
@@ -211,7 +346,7 @@ fn masquerading_rules() -> Vec<Rule> {
 fn reject_rules() -> Vec<Rule> {
     vec![
         Rule::new(
-            vec![Match::Protocol(crate::model::types::Protocol::Tcp)],
+            vec![Match::Protocol(Protocol::Tcp)],
             vec![Statement::Reject(Reject::TcpReset)],
         ),
         always(Statement::Reject(Reject::PortUnreachable)),
@@ -227,7 +362,12 @@ fn add_frontend(ruleset: &mut Ruleset, key: &VirtualServerKey, frontend: &ModelF
     });
     if !frontend.source_ranges.is_empty() {
         let chain = add_firewall_chain(ruleset, family, frontend);
-        insert_element(ruleset, &names::firewall(family), element, Some(Verdict::Goto(chain)));
+        insert_element(
+            ruleset,
+            &names::firewall(family),
+            element,
+            Some(Verdict::Goto(chain)),
+        );
     }
     let endpoints: Vec<RealServerKey> = frontend
         .server
@@ -241,11 +381,29 @@ fn add_frontend(ruleset: &mut Ruleset, key: &VirtualServerKey, frontend: &ModelF
             Some(NoEndpoints::Drop) => Verdict::Drop,
             Some(NoEndpoints::Reject) | None => Verdict::Goto(names::REJECT.to_owned()),
         };
-        insert_element(ruleset, &names::no_endpoints(family), element, Some(verdict));
+        insert_element(
+            ruleset,
+            &names::no_endpoints(family),
+            element,
+            Some(verdict),
+        );
         return;
     }
-    let chain = add_service_chain(ruleset, key, frontend, endpoints);
-    insert_element(ruleset, &names::services(family), element, Some(Verdict::Goto(chain)));
+    let chains = add_service_chains(ruleset, key, frontend, endpoints);
+    insert_element(
+        ruleset,
+        &names::services(family),
+        element,
+        Some(Verdict::Goto(chains.service)),
+    );
+    if let Some(remember) = chains.remember {
+        insert_element(
+            ruleset,
+            &names::remember_clients(family),
+            element,
+            Some(Verdict::Goto(remember)),
+        );
+    }
     let masquerade_set = match frontend.masquerade {
         Masquerade::Always => Some(names::masquerade(family)),
         Masquerade::FromOutsideCluster => Some(names::masquerade_outside(family)),
@@ -256,62 +414,126 @@ fn add_frontend(ruleset: &mut Ruleset, key: &VirtualServerKey, frontend: &ModelF
     }
 }
 
-/// The chain (and affinity set) of one Service port, family and endpoint selection, shared by
-/// every frontend that uses the same endpoints (ClusterIP and NodePort, say).
-fn add_service_chain(
+/// The chains a frontend's connections go through: the one that picks the endpoint, and, for
+/// a Service with affinity, the one that remembers the client afterwards.
+struct ServiceChains {
+    service: String,
+    remember: Option<String>,
+}
+
+/// The chains (and affinity sets) of one Service port, family and endpoint selection, shared
+/// by every frontend that uses the same endpoints (ClusterIP and NodePort, say).
+fn add_service_chains(
     ruleset: &mut Ruleset,
     key: &VirtualServerKey,
     frontend: &ModelFrontend,
     endpoints: Vec<RealServerKey>,
-) -> String {
+) -> ServiceChains {
     let family = Family::of(key.address);
     let selection = match frontend.traffic_policy {
         TrafficPolicy::Cluster => "svc",
         TrafficPolicy::Local => "local",
     };
-    let id = format!(
-        "{}-{}/{}/{}/{}",
+    let service = format!(
+        "{selection}-{}-{}/{}/{}/{}",
         family.suffix(),
         frontend.service.service.namespace,
         frontend.service.service.name,
         protocol_name(key.protocol),
         frontend.service.port,
     );
-    let chain_name = format!("{selection}-{id}");
-    let protocol = Match::Protocol(key.protocol);
-    let rules = match frontend.server.params.persistence {
-        None => vec![Rule::new(
-            vec![protocol],
-            vec![Statement::Dnat { family, endpoints }],
-        )],
+    let pick_random = Rule::new(
+        vec![Match::Protocol(key.protocol)],
+        vec![Statement::Dnat {
+            family,
+            endpoints: endpoints.clone(),
+        }],
+    );
+    let remember = match frontend.server.params.persistence {
+        None => {
+            insert_chain(ruleset, &service, regular(vec![pick_random]));
+            None
+        }
         Some(timeout) => {
-            let affinity = format!("affinity-{selection}-{id}");
-            let kind = SetKind::Affinity { family, timeout };
-            ruleset.sets.insert(affinity.clone(), Set::new(kind));
-            vec![
-                Rule::new(
-                    vec![protocol.clone()],
-                    vec![Statement::RememberEndpoint {
-                        family,
-                        affinity: affinity.clone(),
-                        endpoints,
-                    }],
-                ),
-                Rule::new(
-                    vec![protocol],
-                    vec![Statement::DnatRemembered { family, affinity }],
-                ),
-            ]
+            let affinity = Affinity {
+                service: &service,
+                protocol: key.protocol,
+                kind: SetKind::Affinity { family, timeout },
+            };
+            Some(affinity.add(ruleset, endpoints, pick_random))
         }
     };
-    insert_chain(ruleset, &chain_name, regular(rules));
-    chain_name
+    ServiceChains { service, remember }
+}
+
+/// Session affinity for one Service chain.
+struct Affinity<'a> {
+    service: &'a str,
+    protocol: Protocol,
+    kind: SetKind,
+}
+
+impl Affinity<'_> {
+    /// Adds the set of each endpoint, the Service chain (remembered clients first, then
+    /// `pick_random`) and the chain that remembers; returns the latter's name.
+    fn add(
+        &self,
+        ruleset: &mut Ruleset,
+        endpoints: Vec<RealServerKey>,
+        pick_random: Rule,
+    ) -> String {
+        let family = self.kind.family();
+        let mut pick = Vec::new();
+        let mut remember = Vec::new();
+        for endpoint in endpoints {
+            let set = affinity_set(self.service, &endpoint);
+            ruleset.sets.insert(set.clone(), Set::new(self.kind));
+            let known_client = Match::InSet {
+                key: Key::Source(family),
+                set: set.clone(),
+            };
+            pick.push(Rule::new(
+                vec![Match::Protocol(self.protocol), known_client],
+                vec![Statement::DnatTo(endpoint)],
+            ));
+            let to_endpoint = vec![
+                Match::Address {
+                    side: Side::Destination,
+                    network: IpNet::from(endpoint.address),
+                    negated: false,
+                },
+                Match::DestinationPort(endpoint.port),
+            ];
+            let update = Statement::Update {
+                key: Key::Source(family),
+                set,
+            };
+            remember.push(Rule::new(to_endpoint, vec![update]));
+        }
+        pick.push(pick_random);
+        let remember_chain = format!("remember-{}", self.service);
+        insert_chain(ruleset, self.service, regular(pick));
+        insert_chain(ruleset, &remember_chain, regular(remember));
+        remember_chain
+    }
+}
+
+/// `affinity-<chain>__10.244.1.5/8080`: kube-proxy's spelling of an endpoint in a name
+/// (`:` becomes `/`), which nft accepts unquoted.
+fn affinity_set(service_chain: &str, endpoint: &RealServerKey) -> String {
+    let address = endpoint.address.to_string().replace(':', "/");
+    format!("affinity-{service_chain}__{address}/{}", endpoint.port)
 }
 
 /// Accepts the allowed sources (by returning) and drops the rest.
 fn add_firewall_chain(ruleset: &mut Ruleset, family: Family, frontend: &ModelFrontend) -> String {
     let service = &frontend.service.service;
-    let name = format!("firewall-{}-{}/{}", family.suffix(), service.namespace, service.name);
+    let name = format!(
+        "firewall-{}-{}/{}",
+        family.suffix(),
+        service.namespace,
+        service.name
+    );
     let allowed = frontend
         .source_ranges
         .iter()
@@ -339,7 +561,10 @@ fn insert_chain(ruleset: &mut Ruleset, name: &str, chain: Chain) {
             vacant.insert(chain);
         }
         Entry::Occupied(existing) if *existing.get() != chain => {
-            warn!(chain = name, "frontends of one selection disagree; keeping the first");
+            warn!(
+                chain = name,
+                "frontends of one selection disagree; keeping the first"
+            );
         }
         Entry::Occupied(_) => {}
     }

@@ -2,14 +2,17 @@
 //! kernel accepts it as one transaction.
 //!
 //! A one-endpoint change rewrites the one rule of that Service's chain (its anonymous
-//! `numgen` map goes with it) and nothing else. The first sync and any repair replace the whole
+//! `numgen` map goes with it) and nothing else; with session affinity it also rewrites the
+//! Service's `remember-` chain and deletes or adds that endpoint's affinity set, while the sets
+//! of the other endpoints, and the clients they remember, stay. The first sync and any repair
+//! replace the whole
 //! table in one batch instead ([`full_replace`]): deleting and re-adding the table inside one
 //! nf_tables transaction is atomic, and established connections keep their NAT because it lives
 //! in conntrack, not in the ruleset.
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use super::ruleset::{BaseChain, Chain, Element, Rule, Ruleset, SetKind, Statement, Verdict};
+use super::ruleset::{BaseChain, Element, Rule, Ruleset, SetKind, Verdict};
 
 /// One change to table `inet ferry`.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -17,21 +20,36 @@ pub enum Op {
     /// Deletes the table if it exists (nothing else: cleanup uses this alone).
     RemoveTable,
     AddTable,
-    AddSet { name: String, kind: SetKind },
+    AddSet {
+        name: String,
+        kind: SetKind,
+    },
+    /// Deletes a set with its elements (for an affinity set, the clients it remembers).
     DeleteSet(String),
-    /// Forgets every element the kernel added to a dynamic set (affinity entries).
+    /// Forgets every element of a set, those the packet path added included. [`diff`] never
+    /// needs it (an affinity set belongs to one endpoint and goes with it); it stays for
+    /// callers that reset session affinity on purpose.
     FlushSet(String),
     AddElements {
         set: String,
         elements: Vec<(Element, Option<Verdict>)>,
     },
-    DeleteElements { set: String, elements: Vec<Element> },
-    AddChain { name: String, base: Option<BaseChain> },
+    DeleteElements {
+        set: String,
+        elements: Vec<Element>,
+    },
+    AddChain {
+        name: String,
+        base: Option<BaseChain>,
+    },
     /// Deletes a chain and its rules.
     DeleteChain(String),
     /// Deletes every rule of a chain.
     FlushChain(String),
-    AddRule { chain: String, rule: Rule },
+    AddRule {
+        chain: String,
+        rule: Rule,
+    },
 }
 
 /// Operations applied as one transaction, in order.
@@ -62,17 +80,19 @@ pub fn full_replace(desired: &Ruleset) -> Batch {
 
 /// The operations that turn `current` into `desired`. Empty when they are equal.
 ///
-/// Order: element deletions (they release chains), affinity flushes, rule flushes (they
-/// release sets and chains), set deletions (their elements release chains), chain deletions,
-/// then set, chain, element and
-/// rule additions (each may refer to what comes before it).
+/// Order: element deletions (they release chains), rule flushes (they release sets and
+/// chains), set deletions (their elements release chains), chain deletions, then set, chain,
+/// element and rule additions (each may refer to what comes before it).
 pub fn diff(current: &Ruleset, desired: &Ruleset) -> Batch {
     let plan = Plan::new(current, desired);
     let mut ops = Vec::new();
     plan.delete_elements(current, desired, &mut ops);
-    plan.flush_affinity(current, desired, &mut ops);
     for name in plan.rewritten.iter().chain(&plan.removed_chains) {
-        if current.chains.get(name).is_some_and(|c| !c.rules.is_empty()) {
+        if current
+            .chains
+            .get(name)
+            .is_some_and(|c| !c.rules.is_empty())
+        {
             ops.push(Op::FlushChain(name.clone()));
         }
     }
@@ -80,16 +100,25 @@ pub fn diff(current: &Ruleset, desired: &Ruleset) -> Batch {
     ops.extend(plan.removed_chains.iter().cloned().map(Op::DeleteChain));
     for name in &plan.added_sets {
         let kind = desired.sets[name].kind;
-        ops.push(Op::AddSet { name: name.clone(), kind });
+        ops.push(Op::AddSet {
+            name: name.clone(),
+            kind,
+        });
     }
     for name in &plan.added_chains {
         let base = desired.chains[name].base;
-        ops.push(Op::AddChain { name: name.clone(), base });
+        ops.push(Op::AddChain {
+            name: name.clone(),
+            base,
+        });
     }
     plan.add_elements(current, desired, &mut ops);
     for name in plan.added_chains.iter().chain(&plan.rewritten) {
         let rules = desired.chains[name].rules.iter().cloned();
-        ops.extend(rules.map(|rule| Op::AddRule { chain: name.clone(), rule }));
+        ops.extend(rules.map(|rule| Op::AddRule {
+            chain: name.clone(),
+            rule,
+        }));
     }
     Batch { ops }
 }
@@ -107,7 +136,8 @@ struct Plan {
 
 impl Plan {
     fn new(current: &Ruleset, desired: &Ruleset) -> Self {
-        let (removed_sets, added_sets) = changed_keys(&current.sets, &desired.sets, |a, b| a.kind == b.kind);
+        let (removed_sets, added_sets) =
+            changed_keys(&current.sets, &desired.sets, |a, b| a.kind == b.kind);
         let (removed_chains, added_chains) =
             changed_keys(&current.chains, &desired.chains, |a, b| a.base == b.base);
         let recreated = |rule: &Rule| {
@@ -150,7 +180,10 @@ impl Plan {
                 .map(|(element, _)| *element)
                 .collect();
             if !elements.is_empty() {
-                ops.push(Op::DeleteElements { set: name.clone(), elements });
+                ops.push(Op::DeleteElements {
+                    set: name.clone(),
+                    elements,
+                });
             }
         }
     }
@@ -164,13 +197,17 @@ impl Plan {
                 .filter(|(element, data)| match before {
                     None => true,
                     Some(before) => {
-                        before.get(*element) != Some(*data) || self.targets_removed_chain(data.as_ref())
+                        before.get(*element) != Some(*data)
+                            || self.targets_removed_chain(data.as_ref())
                     }
                 })
                 .map(|(element, data)| (*element, data.clone()))
                 .collect();
             if !elements.is_empty() {
-                ops.push(Op::AddElements { set: name.clone(), elements });
+                ops.push(Op::AddElements {
+                    set: name.clone(),
+                    elements,
+                });
             }
         }
     }
@@ -179,32 +216,6 @@ impl Plan {
         data.and_then(Verdict::target_chain)
             .is_some_and(|chain| self.removed_chains.contains(chain))
     }
-
-    /// A client must not stick to an endpoint that is gone: when a rewritten chain loses an
-    /// endpoint, its affinity sets forget every client (kube-proxy keeps one set per endpoint
-    /// instead, at the price of a chain per endpoint).
-    fn flush_affinity(&self, current: &Ruleset, desired: &Ruleset, ops: &mut Vec<Op>) {
-        for name in &self.rewritten {
-            let before: BTreeSet<_> = chain_endpoints(&current.chains[name]);
-            let after: BTreeSet<_> = chain_endpoints(&desired.chains[name]);
-            if before.is_subset(&after) {
-                continue;
-            }
-            for rule in &desired.chains[name].rules {
-                for statement in &rule.statements {
-                    if let Statement::RememberEndpoint { affinity, .. } = statement
-                        && !self.added_sets.contains(affinity)
-                    {
-                        ops.push(Op::FlushSet(affinity.clone()));
-                    }
-                }
-            }
-        }
-    }
-}
-
-fn chain_endpoints(chain: &Chain) -> BTreeSet<crate::model::types::RealServerKey> {
-    chain.rules.iter().flat_map(Rule::endpoints).copied().collect()
 }
 
 /// Keys to delete and keys to add: those only on one side, and those on both sides that
@@ -236,7 +247,9 @@ impl std::fmt::Display for Op {
             Op::AddSet { name, .. } => write!(f, "add set {name}"),
             Op::DeleteSet(name) => write!(f, "delete set {name}"),
             Op::FlushSet(name) => write!(f, "flush set {name}"),
-            Op::AddElements { set, elements } => write!(f, "add {} elements to {set}", elements.len()),
+            Op::AddElements { set, elements } => {
+                write!(f, "add {} elements to {set}", elements.len())
+            }
             Op::DeleteElements { set, elements } => {
                 write!(f, "delete {} elements from {set}", elements.len())
             }

@@ -81,18 +81,28 @@ fn apply_op(table: &mut Option<Ruleset>, op: &Op) -> Result<(), i32> {
             if ruleset.chains.contains_key(name) {
                 return Err(libc::EEXIST);
             }
-            let chain = super::ruleset::Chain { base: *base, rules: Vec::new() };
+            let chain = super::ruleset::Chain {
+                base: *base,
+                rules: Vec::new(),
+            };
             ruleset.chains.insert(name.clone(), chain);
             Ok(())
         }
         Op::DeleteChain(name) => delete_chain(ruleset, name),
         Op::FlushChain(name) => {
-            ruleset.chains.get_mut(name).ok_or(libc::ENOENT)?.rules.clear();
+            ruleset
+                .chains
+                .get_mut(name)
+                .ok_or(libc::ENOENT)?
+                .rules
+                .clear();
             Ok(())
         }
         Op::AddRule { chain, rule } => {
             let sets_exist = rule.referenced_sets().all(|s| ruleset.sets.contains_key(s));
-            let chains_exist = rule.referenced_chains().all(|c| ruleset.chains.contains_key(c));
+            let chains_exist = rule
+                .referenced_chains()
+                .all(|c| ruleset.chains.contains_key(c));
             if !sets_exist || !chains_exist {
                 return Err(libc::ENOENT);
             }
@@ -127,7 +137,11 @@ fn delete_set(ruleset: &mut Ruleset, name: &str) -> Result<(), i32> {
     Ok(())
 }
 
-fn add_elements(ruleset: &mut Ruleset, name: &str, elements: &[(Element, Option<Verdict>)]) -> Result<(), i32> {
+fn add_elements(
+    ruleset: &mut Ruleset,
+    name: &str,
+    elements: &[(Element, Option<Verdict>)],
+) -> Result<(), i32> {
     let chains_exist = elements
         .iter()
         .filter_map(|(_, data)| data.as_ref().and_then(Verdict::target_chain))

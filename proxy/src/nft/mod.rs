@@ -58,12 +58,20 @@ pub enum NftError {
         operation: String,
         errno: Errno,
     },
+    /// nf_tables refused the batch as a whole (its commit); nothing changed.
+    #[error("nf_tables refused the batch: {errno}")]
+    BatchFailed { errno: Errno },
     #[error("netlink socket: {0}")]
     Socket(#[source] io::Error),
     #[error("malformed netlink message: {0}")]
     Decode(String),
+    /// The kernel neither refused the batch nor confirmed it (Ferry asks for one
+    /// acknowledgement, on the batch's last message).
     #[error("the kernel acknowledged {received} of {expected} messages")]
     MissingAcks { expected: usize, received: usize },
+    /// The ruleset kept changing while Ferry read it.
+    #[error("the ruleset changed during each of {attempts} attempts to read it")]
+    Inconsistent { attempts: usize },
 }
 
 impl NftError {
@@ -71,9 +79,11 @@ impl NftError {
     pub fn metric_label(&self) -> &'static str {
         match self {
             NftError::Rejected { .. } => "rejected",
+            NftError::BatchFailed { .. } => "batch_failed",
             NftError::Socket(_) => "socket",
             NftError::Decode(_) => "decode",
             NftError::MissingAcks { .. } => "missing_acks",
+            NftError::Inconsistent { .. } => "inconsistent",
         }
     }
 }

@@ -10,8 +10,8 @@ use std::net::IpAddr;
 use std::time::Duration;
 
 use super::ruleset::{
-    AFFINITY_SET_SIZE, BaseChain, Chain, ChainKind, Element, Family, Hook, Key, Match, Reject, Rule, Ruleset, Set,
-    SetKind, Side, Statement, TABLE_NAME, Verdict, protocol_name,
+    AFFINITY_SET_SIZE, BaseChain, Chain, ChainKind, Element, Family, Hook, Key, Match, Reject,
+    Rule, Ruleset, Set, SetKind, Side, Statement, TABLE_NAME, Verdict, protocol_name,
 };
 use crate::model::types::RealServerKey;
 
@@ -19,14 +19,19 @@ use crate::model::types::RealServerKey;
 pub fn render(ruleset: &Ruleset) -> String {
     let mut blocks: Vec<String> = Vec::new();
     blocks.extend(ruleset.sets.iter().map(|(name, set)| render_set(name, set)));
-    blocks.extend(ruleset.chains.iter().map(|(name, chain)| render_chain(name, chain)));
+    blocks.extend(
+        ruleset
+            .chains
+            .iter()
+            .map(|(name, chain)| render_chain(name, chain)),
+    );
     format!("table inet {TABLE_NAME} {{\n{}}}\n", blocks.join("\n"))
 }
 
 fn render_set(name: &str, set: &Set) -> String {
     let keyword = match set.kind {
-        SetKind::Frontends(_) | SetKind::AddressPairs(_) => "set",
-        SetKind::FrontendVerdicts(_) | SetKind::Affinity { .. } => "map",
+        SetKind::Frontends(_) | SetKind::AddressPairs(_) | SetKind::Affinity { .. } => "set",
+        SetKind::FrontendVerdicts(_) => "map",
     };
     let mut out = format!("\t{keyword} {name} {{\n\t\ttype {}\n", set_type(set.kind));
     if let SetKind::Affinity { timeout, .. } = set.kind {
@@ -58,12 +63,12 @@ fn set_type(kind: SetKind) -> String {
         Family::V6 => "ipv6_addr",
     };
     match kind {
-        SetKind::FrontendVerdicts(f) => format!("{} . inet_proto . inet_service : verdict", address(f)),
+        SetKind::FrontendVerdicts(f) => {
+            format!("{} . inet_proto . inet_service : verdict", address(f))
+        }
         SetKind::Frontends(f) => format!("{} . inet_proto . inet_service", address(f)),
         SetKind::AddressPairs(f) => format!("{0} . {0}", address(f)),
-        SetKind::Affinity { family, .. } => {
-            format!("{0} : {0} . inet_service", address(family))
-        }
+        SetKind::Affinity { family, .. } => address(family).to_owned(),
     }
 }
 
@@ -71,6 +76,7 @@ fn element_text(element: &Element) -> String {
     match element {
         Element::Frontend(frontend) => frontend.to_string(),
         Element::AddressPair(a, b) => format!("{a} . {b}"),
+        Element::Address(address) => address.to_string(),
     }
 }
 
@@ -78,7 +84,13 @@ fn element_text(element: &Element) -> String {
 fn duration(duration: Duration) -> String {
     let mut left = duration.as_millis();
     let mut out = String::new();
-    for (unit, millis) in [("d", 86_400_000), ("h", 3_600_000), ("m", 60_000), ("s", 1_000), ("ms", 1)] {
+    for (unit, millis) in [
+        ("d", 86_400_000),
+        ("h", 3_600_000),
+        ("m", 60_000),
+        ("s", 1_000),
+        ("ms", 1),
+    ] {
         if left >= millis {
             let _ = write!(out, "{}{unit}", left / millis);
             left %= millis;
@@ -106,6 +118,7 @@ fn base_text(base: BaseChain) -> String {
     };
     let hook = match base.hook {
         Hook::Prerouting => "prerouting",
+        Hook::Input => "input",
         Hook::Output => "output",
         Hook::Postrouting => "postrouting",
     };
@@ -115,12 +128,12 @@ fn base_text(base: BaseChain) -> String {
     )
 }
 
-/// nft names the standard NAT priorities on the hooks where they are defined.
+/// nft (1.0.6) names the standard NAT priorities only on these hooks.
 fn priority_text(hook: Hook, priority: i32) -> String {
     let (name, standard) = match hook {
         Hook::Prerouting => ("dstnat", -100),
         Hook::Postrouting => ("srcnat", 100),
-        Hook::Output => return priority.to_string(),
+        Hook::Input | Hook::Output => return priority.to_string(),
     };
     match priority - standard {
         0 => name.to_owned(),
@@ -154,6 +167,7 @@ fn match_text(m: &Match) -> String {
             };
             format!("{field} {operator}{value}")
         }
+        Match::DestinationPort(port) => format!("th dport {port}"),
         Match::MarkBitSet(bits) => format!("meta mark & {bits:#010x} != 0x00000000"),
         Match::InSet { key, set } => format!("{} @{set}", key_text(*key)),
     }
@@ -177,11 +191,16 @@ fn key_text(key: Key) -> String {
             "{} . meta l4proto . th dport",
             address_field(f, Side::Destination)
         ),
+        Key::OriginalFrontend(f) => format!(
+            "ct original {} . meta l4proto . ct original proto-dst",
+            address_field(f, Side::Destination)
+        ),
         Key::SourceAndDestination(f) => format!(
             "{} . {}",
             address_field(f, Side::Source),
             address_field(f, Side::Destination)
         ),
+        Key::Source(f) => address_field(f, Side::Source),
     }
 }
 
@@ -206,34 +225,33 @@ fn statement_text(statement: &Statement) -> String {
             nat_family(*family),
             random_endpoint(endpoints)
         ),
-        Statement::RememberEndpoint {
-            family,
-            affinity,
-            endpoints,
-        } => format!(
-            "update @{affinity} {{ {} : {} }}",
-            address_field(*family, Side::Source),
-            random_endpoint(endpoints)
-        ),
-        Statement::DnatRemembered { family, affinity } => format!(
-            "dnat {} to {} map @{affinity}",
-            nat_family(*family),
-            address_field(*family, Side::Source)
-        ),
+        Statement::DnatTo(endpoint) => {
+            let family = Family::of(endpoint.address);
+            let target = match endpoint.address {
+                IpAddr::V4(address) => address.to_string(),
+                IpAddr::V6(address) => format!("[{address}]"),
+            };
+            format!("dnat {} to {target}:{}", nat_family(family), endpoint.port)
+        }
+        Statement::Update { key, set } => format!("update @{set} {{ {} }}", key_text(*key)),
     }
 }
 
 fn random_endpoint(endpoints: &[RealServerKey]) -> String {
+    format!(
+        "numgen random mod {} map {}",
+        endpoints.len(),
+        endpoint_map(endpoints)
+    )
+}
+
+fn endpoint_map(endpoints: &[RealServerKey]) -> String {
     let entries: Vec<String> = endpoints
         .iter()
         .enumerate()
         .map(|(index, endpoint)| format!("{index} : {}", EndpointText(endpoint)))
         .collect();
-    format!(
-        "numgen random mod {} map {{ {} }}",
-        endpoints.len(),
-        entries.join(", ")
-    )
+    format!("{{ {} }}", entries.join(", "))
 }
 
 /// `address . port`, as nft prints map data.

@@ -22,8 +22,8 @@ pub const TABLE_NAME: &str = "ferry";
 /// a node that moves between the two proxies does not need a second bit).
 pub const MASQUERADE_MARK: u32 = 0x4000;
 
-/// Capacity of an affinity set: the clients one Service port remembers at once (nft's
-/// default for sets filled from the packet path).
+/// Capacity of an affinity set: the clients one endpoint of a Service port remembers at once
+/// (nft's default for sets filled from the packet path).
 pub const AFFINITY_SET_SIZE: u32 = 65535;
 
 /// The whole content of table `inet ferry`.
@@ -59,6 +59,7 @@ pub enum ChainKind {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 pub enum Hook {
     Prerouting,
+    Input,
     Output,
     Postrouting,
 }
@@ -85,9 +86,7 @@ impl Rule {
             _ => None,
         });
         let from_statements = self.statements.iter().filter_map(|s| match s {
-            Statement::Vmap { map, .. } => Some(map.as_str()),
-            Statement::RememberEndpoint { affinity, .. }
-            | Statement::DnatRemembered { affinity, .. } => Some(affinity.as_str()),
+            Statement::Vmap { map: set, .. } | Statement::Update { set, .. } => Some(set.as_str()),
             _ => None,
         });
         from_matches.chain(from_statements)
@@ -104,9 +103,8 @@ impl Rule {
     /// Endpoints this rule may send a new connection to.
     pub fn endpoints(&self) -> impl Iterator<Item = &RealServerKey> {
         self.statements.iter().flat_map(|s| match s {
-            Statement::Dnat { endpoints, .. } | Statement::RememberEndpoint { endpoints, .. } => {
-                endpoints.as_slice()
-            }
+            Statement::Dnat { endpoints, .. } => endpoints.as_slice(),
+            Statement::DnatTo(endpoint) => std::slice::from_ref(endpoint),
             _ => &[],
         })
     }
@@ -159,25 +157,35 @@ pub enum Match {
         network: IpNet,
         negated: bool,
     },
+    /// `th dport 8080`: the transport header's destination port, whatever the protocol.
+    DestinationPort(u16),
     /// `meta mark & bit != 0`.
     MarkBitSet(u32),
     /// `<key> @set`.
     InSet { key: Key, set: String },
 }
 
-/// What a set lookup is keyed on.
+/// What a set lookup or update is keyed on.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Key {
     /// `ip daddr . meta l4proto . th dport`: a service frontend.
     Frontend(Family),
+    /// `ct original ip daddr . meta l4proto . ct original proto-dst`: the frontend a connection
+    /// was addressed to, still known after DNAT rewrote the packet.
+    OriginalFrontend(Family),
     /// `ip saddr . ip daddr`: a connection from an endpoint to itself after DNAT.
     SourceAndDestination(Family),
+    /// `ip saddr`: the client.
+    Source(Family),
 }
 
 impl Key {
     pub fn family(self) -> Family {
         match self {
-            Key::Frontend(f) | Key::SourceAndDestination(f) => f,
+            Key::Frontend(f)
+            | Key::OriginalFrontend(f)
+            | Key::SourceAndDestination(f)
+            | Key::Source(f) => f,
         }
     }
 }
@@ -187,7 +195,10 @@ impl Key {
 pub enum Statement {
     Verdict(Verdict),
     /// `<key> vmap @map`: continue as the map says, or fall through when the key is absent.
-    Vmap { key: Key, map: String },
+    Vmap {
+        key: Key,
+        map: String,
+    },
     /// `meta mark set meta mark | bits`.
     SetMarkBits(u32),
     /// `meta mark set meta mark & ~bits`.
@@ -201,16 +212,14 @@ pub enum Statement {
         family: Family,
         endpoints: Vec<RealServerKey>,
     },
-    /// `update @affinity { ip saddr : numgen random mod N map { … } }`: a client without a
-    /// remembered endpoint gets a random one; one with an entry keeps it and refreshes its
-    /// timeout.
-    RememberEndpoint {
-        family: Family,
-        affinity: String,
-        endpoints: Vec<RealServerKey>,
+    /// `dnat ip to 10.244.1.5:8080`: DNAT to one endpoint.
+    DnatTo(RealServerKey),
+    /// `update @set { <key> }`: adds the packet's key to a dynamic set, or restarts the
+    /// timeout of the element that is there.
+    Update {
+        key: Key,
+        set: String,
     },
-    /// `dnat to ip saddr map @affinity`: DNAT to the endpoint remembered for the client.
-    DnatRemembered { family: Family, affinity: String },
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -244,8 +253,8 @@ pub enum Reject {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Set {
     pub kind: SetKind,
-    /// Static elements; always empty for [`SetKind::Affinity`], whose elements the kernel
-    /// adds as packets arrive.
+    /// Static elements; always empty for a [dynamic](SetKind::is_dynamic) set, whose elements
+    /// the kernel adds as packets arrive.
     pub elements: BTreeMap<Element, Option<Verdict>>,
 }
 
@@ -267,8 +276,9 @@ pub enum SetKind {
     Frontends(Family),
     /// `type <addr> . <addr>`.
     AddressPairs(Family),
-    /// `type <addr> : <addr> . inet_service; flags dynamic,timeout; timeout T`: the endpoint
-    /// each client of a `sessionAffinity: ClientIP` Service sticks to.
+    /// `type <addr>; flags dynamic,timeout; timeout T`: the clients of a `sessionAffinity:
+    /// ClientIP` Service port that stick to one endpoint, each forgotten `T` after its last
+    /// new connection.
     Affinity { family: Family, timeout: Duration },
 }
 
@@ -280,16 +290,18 @@ impl SetKind {
         }
     }
 
-    pub fn is_verdict_map(self) -> bool {
-        matches!(self, SetKind::FrontendVerdicts(_))
+    /// Whether the packet path fills the set (`update`) rather than Ferry.
+    pub fn is_dynamic(self) -> bool {
+        matches!(self, SetKind::Affinity { .. })
     }
 }
 
-/// A static set element's key.
+/// A set element's key.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub enum Element {
     Frontend(Frontend),
     AddressPair(IpAddr, IpAddr),
+    Address(IpAddr),
 }
 
 /// A service address, protocol and port: the key of the dispatch maps.

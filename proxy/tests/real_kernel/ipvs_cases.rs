@@ -181,6 +181,8 @@ pub async fn behaves_like_the_kernel(ipvs: &impl Ipvs) {
         BTreeMap::from([(pod6, weighted(1))])
     );
     assert_eq!(listing[&web].stats.connections, 0, "no traffic yet");
+    let stats: BTreeMap<_, _> = listing.iter().map(|(key, vs)| (*key, vs.stats)).collect();
+    assert_eq!(ipvs.list_stats().await.unwrap(), stats);
 
     ipvs.delete_real_server(web, pod_b).await.unwrap();
     assert_error(ipvs.delete_real_server(web, pod_b).await, |e| {

@@ -25,6 +25,11 @@ pub async fn behaves_like_the_kernel(link: &impl Link) {
     link.ensure_link().await.unwrap();
     link.ensure_link().await.unwrap();
     manages_addresses(link).await;
+
+    link.delete_link().await.unwrap();
+    link.delete_link().await.unwrap();
+    let gone = link.list_addresses().await;
+    assert!(matches!(gone, Err(LinkError::LinkNotFound)), "{gone:?}");
 }
 
 /// Adds and deletes a /32 and a /128 on an existing link with no Ferry addresses.
@@ -52,4 +57,8 @@ pub async fn manages_addresses(link: &impl Link) {
         link.list_addresses().await.unwrap(),
         BTreeSet::from([ip("fd00:96::a")])
     );
+
+    // The namespace's loopback addresses are the host's; Ferry's own are not.
+    let host = link.host_addresses().await.unwrap();
+    assert_eq!(host, BTreeSet::from([ip("127.0.0.1"), ip("::1")]));
 }

@@ -1,10 +1,14 @@
 //! Publishing Events on Apps. A failed publish is logged, never fatal: Events are for people,
 //! the status is the record.
+//!
+//! Each publish uses a fresh `Recorder`: the Recorder folds events with the same reason into
+//! one series and keeps the first note, so "created 2 pods of revision a" would go on being
+//! shown for the pods of revision b. Repeats are avoided where they arise instead.
 
 use k8s_openapi::api::core::v1::ObjectReference;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use kube::Resource;
-use kube::runtime::events::{Event, EventType};
+use kube::runtime::events::{Event, EventType, Recorder};
 use tracing::warn;
 
 use super::Context;
@@ -22,7 +26,8 @@ pub async fn publish(ctx: &Context, regarding: &ObjectReference, notice: &Notice
         action: notice.reason.to_owned(),
         secondary: None,
     };
-    if let Err(error) = ctx.recorder.publish(&event, regarding).await {
+    let recorder = Recorder::new(ctx.client.clone(), ctx.reporter.clone());
+    if let Err(error) = recorder.publish(&event, regarding).await {
         warn!(%error, reason = notice.reason, "cannot publish event");
     }
 }
@@ -52,11 +57,25 @@ fn truncate(message: &str) -> String {
     format!("{}…", &message[..end])
 }
 
+/// "1 pod", "3 pods".
+pub fn pod_count(count: usize) -> String {
+    if count == 1 {
+        "1 pod".to_owned()
+    } else {
+        format!("{count} pods")
+    }
+}
+
 /// Names for an Event note: the first few, then how many more.
 pub fn name_list<'a>(names: impl IntoIterator<Item = &'a str>) -> String {
     const SHOWN: usize = 10;
     let names: Vec<&str> = names.into_iter().collect();
-    let shown = names.iter().take(SHOWN).copied().collect::<Vec<_>>().join(", ");
+    let shown = names
+        .iter()
+        .take(SHOWN)
+        .copied()
+        .collect::<Vec<_>>()
+        .join(", ");
     match names.len().saturating_sub(SHOWN) {
         0 => shown,
         more => format!("{shown} and {more} more"),

@@ -35,10 +35,12 @@ pub fn observe(ctx: &Context, app: &App, now: Timestamp) -> Result<Observed, Err
     let expectations_satisfied = ctx
         .expectations
         .satisfied(&uid, Instant::now(), |pod_uid| running.contains(pod_uid));
-    let revisions = ctx
-        .revisions
-        .state_filter(|r| in_namespace(r.namespace()) && controller_uid(&r.metadata) == Some(uid.as_str()));
-    let service = ctx.services.get(&ObjectRef::new(&app.name_any()).within(&namespace));
+    let revisions = ctx.revisions.state_filter(|r| {
+        in_namespace(r.namespace()) && controller_uid(&r.metadata) == Some(uid.as_str())
+    });
+    let service = ctx
+        .services
+        .get(&ObjectRef::new(&app.name_any()).within(&namespace));
     Ok(Observed {
         pods,
         revisions,

@@ -4,12 +4,13 @@
 
 use std::sync::Arc;
 
-use futures::{Stream, StreamExt, TryStreamExt};
+use futures::{StreamExt, TryStreamExt};
 use k8s_openapi::api::apps::v1::ControllerRevision;
 use k8s_openapi::api::core::v1::{Pod, Service};
+use kube::core::NamespaceResourceScope;
 use kube::core::{DeserializeGuard, SelectorExt};
 use kube::runtime::reflector::{ObjectRef, Store, store};
-use kube::runtime::{WatchStreamExt, watcher};
+use kube::runtime::{WatchStreamExt, predicates, watcher};
 use kube::{Api, Client, Resource, ResourceExt};
 use serde::de::DeserializeOwned;
 
@@ -23,34 +24,72 @@ pub struct Watched<K: Resource<DynamicType = ()> + 'static> {
     pub events: futures::stream::BoxStream<'static, Result<K, watcher::Error>>,
 }
 
+/// The API for `K` in the watched namespace, or in all namespaces.
+pub fn scoped<K>(client: &Client, namespace: Option<&str>) -> Api<K>
+where
+    K: Resource<Scope = NamespaceResourceScope, DynamicType = ()>,
+{
+    match namespace {
+        Some(namespace) => Api::namespaced(client.clone(), namespace),
+        None => Api::all(client.clone()),
+    }
+}
+
+/// The Apps. Only spec changes (a new generation) trigger a reconcile: the controller's own
+/// status writes must not, or a status that changes on every attempt (an API error naming a
+/// generated pod) would spin. The cache still holds the latest status for the next reconcile.
+pub fn apps(api: Api<DeserializeGuard<App>>) -> Watched<DeserializeGuard<App>> {
+    let (reader, writer) = store();
+    let events = watcher(api, watcher::Config::default().any_semantic())
+        .default_backoff()
+        .modify(|app| app.managed_fields_mut().clear())
+        .reflect(writer)
+        .applied_objects()
+        .predicate_filter(predicates::generation, Default::default())
+        .boxed();
+    Watched {
+        store: reader,
+        events,
+    }
+}
+
 /// All pods: orphans anywhere may match an App's selector.
-pub fn pods(client: &Client, expectations: Arc<Expectations>) -> Watched<Pod> {
+pub fn pods(api: Api<Pod>, expectations: Arc<Expectations>) -> Watched<Pod> {
     let (reader, writer) = store();
     let before_apply = reader.clone();
-    let events = watcher(Api::<Pod>::all(client.clone()), watcher::Config::default().any_semantic())
+    let events = watcher(api, watcher::Config::default().any_semantic())
         .default_backoff()
         .modify(|pod| pod.managed_fields_mut().clear())
         .inspect_ok(move |event| settle_expectations(&expectations, &before_apply, event))
         .reflect(writer)
         .touched_objects()
         .boxed();
-    Watched { store: reader, events }
+    Watched {
+        store: reader,
+        events,
+    }
 }
 
 /// The ControllerRevisions Apps created (they carry the App label).
-pub fn revisions(client: &Client) -> Watched<ControllerRevision> {
-    cached(Api::all(client.clone()), watcher::Config::default().labels(APP_NAME_LABEL))
+pub fn revisions(api: Api<ControllerRevision>) -> Watched<ControllerRevision> {
+    cached(api, watcher::Config::default().labels(APP_NAME_LABEL))
 }
 
 /// All Services: a Service with an App's name that is not the App's must be seen, so it is
 /// never taken over.
-pub fn services(client: &Client) -> Watched<Service> {
-    cached(Api::all(client.clone()), watcher::Config::default())
+pub fn services(api: Api<Service>) -> Watched<Service> {
+    cached(api, watcher::Config::default())
 }
 
 fn cached<K>(api: Api<K>, config: watcher::Config) -> Watched<K>
 where
-    K: Resource<DynamicType = ()> + Clone + DeserializeOwned + std::fmt::Debug + Send + Sync + 'static,
+    K: Resource<DynamicType = ()>
+        + Clone
+        + DeserializeOwned
+        + std::fmt::Debug
+        + Send
+        + Sync
+        + 'static,
 {
     let (reader, writer) = store();
     let events = watcher(api, config.any_semantic())
@@ -59,10 +98,17 @@ where
         .reflect(writer)
         .touched_objects()
         .boxed();
-    Watched { store: reader, events }
+    Watched {
+        store: reader,
+        events,
+    }
 }
 
-fn settle_expectations(expectations: &Expectations, cache: &Store<Pod>, event: &watcher::Event<Pod>) {
+fn settle_expectations(
+    expectations: &Expectations,
+    cache: &Store<Pod>,
+    event: &watcher::Event<Pod>,
+) {
     let (pod, gone) = match event {
         watcher::Event::Apply(pod) | watcher::Event::InitApply(pod) => (pod, false),
         watcher::Event::Delete(pod) => (pod, true),
@@ -72,7 +118,9 @@ fn settle_expectations(expectations: &Expectations, cache: &Store<Pod>, event: &
         return;
     };
     let uid = pod.uid().unwrap_or_default();
-    let cached = cache.get(&ObjectRef::from_obj(pod)).is_some_and(|old| old.uid().as_deref() == Some(&uid));
+    let cached = cache
+        .get(&ObjectRef::from_obj(pod))
+        .is_some_and(|old| old.uid().as_deref() == Some(&uid));
     if !cached && !gone {
         expectations.creation_observed(app_uid);
     }
@@ -82,15 +130,22 @@ fn settle_expectations(expectations: &Expectations, cache: &Store<Pod>, event: &
 }
 
 /// The pod's controller reference, if the controller is an App.
-fn app_controller(pod: &Pod) -> Option<&k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference> {
-    pod.owner_references()
-        .iter()
-        .find(|r| r.controller == Some(true) && r.kind == App::kind(&()) && r.api_version == App::api_version(&()))
+fn app_controller(
+    pod: &Pod,
+) -> Option<&k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference> {
+    pod.owner_references().iter().find(|r| {
+        r.controller == Some(true)
+            && r.kind == App::kind(&())
+            && r.api_version == App::api_version(&())
+    })
 }
 
 /// The Apps a pod event concerns: its controlling App, or for an orphan every App in its
 /// namespace whose selector matches it (one of them adopts it).
-pub fn apps_for_pod(apps: &Store<DeserializeGuard<App>>, pod: &Pod) -> Vec<ObjectRef<DeserializeGuard<App>>> {
+pub fn apps_for_pod(
+    apps: &Store<DeserializeGuard<App>>,
+    pod: &Pod,
+) -> Vec<ObjectRef<DeserializeGuard<App>>> {
     let namespace = pod.namespace().unwrap_or_default();
     if let Some(owner) = app_controller(pod) {
         return vec![ObjectRef::new(&owner.name).within(&namespace)];
@@ -142,15 +197,30 @@ mod tests {
     #[test]
     fn orphans_trigger_every_matching_app_in_their_namespace() {
         let mut writer: Writer<DeserializeGuard<App>> = Writer::default();
-        for app in [AppBuilder::new("web").build(), AppBuilder::new("api").labels([("app".to_owned(), "api".to_owned())].into()).build()] {
+        for app in [
+            AppBuilder::new("web").build(),
+            AppBuilder::new("api")
+                .labels([("app".to_owned(), "api".to_owned())].into())
+                .build(),
+        ] {
             writer.apply_watcher_event(&watcher::Event::Apply(DeserializeGuard(Ok(app))));
         }
         let apps = writer.as_reader();
         let orphan = PodBuilder::new("stray").pod();
-        assert_eq!(apps_for_pod(&apps, &orphan), vec![ObjectRef::new("web").within("default")]);
+        assert_eq!(
+            apps_for_pod(&apps, &orphan),
+            vec![ObjectRef::new("web").within("default")]
+        );
 
-        let owned = PodBuilder::new("p").owned_by(&AppBuilder::new("api").build()).pod();
-        assert_eq!(apps_for_pod(&apps, &owned), vec![ObjectRef::new("api").within("default")]);
-        assert!(apps_for_pod(&apps, &PodBuilder::new("rs-pod").controlled_by("rs").pod()).is_empty());
+        let owned = PodBuilder::new("p")
+            .owned_by(&AppBuilder::new("api").build())
+            .pod();
+        assert_eq!(
+            apps_for_pod(&apps, &owned),
+            vec![ObjectRef::new("api").within("default")]
+        );
+        assert!(
+            apps_for_pod(&apps, &PodBuilder::new("rs-pod").controlled_by("rs").pod()).is_empty()
+        );
     }
 }

@@ -110,12 +110,13 @@ pub fn kernel(servers: &[(&str, &[KernelRs])], bound: &[&str]) -> KernelState {
                         weight,
                         active_connections: active,
                         inactive_connections: inactive,
+                        masquerade: true,
                     };
                     (rs(backend), counters)
                 })
                 .collect();
             let server = KernelVirtualServer {
-                params: round_robin(),
+                params: Some(round_robin()),
                 real_servers,
             };
             (vs(key), server)

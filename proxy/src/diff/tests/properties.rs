@@ -94,14 +94,17 @@ fn desired_dataplane() -> impl Strategy<Value = Desired> {
 }
 
 fn kernel_state() -> impl Strategy<Value = KernelState> {
-    let counters =
-        (0u32..2, 0u32..3, 0u32..3).prop_map(|(weight, active, inactive)| KernelRealServer {
+    // Rarely, settings someone else made: foreign params, another forwarding method.
+    let counters = (0u32..2, 0u32..3, 0u32..3, proptest::bool::weighted(0.9)).prop_map(
+        |(weight, active, inactive, masquerade)| KernelRealServer {
             weight,
             active_connections: active,
             inactive_connections: inactive,
-        });
+            masquerade,
+        },
+    );
     let server = (
-        params(),
+        proptest::option::weighted(0.9, params()),
         proptest::collection::btree_map(real_server(), counters, 0..4),
     )
         .prop_map(|(params, real_servers)| KernelVirtualServer {
@@ -145,7 +148,8 @@ fn graceful_state(state: &KernelState, ages: &[Option<u64>], now: Instant) -> Gr
 }
 
 /// What a test compares: keys, params and weights (counters belong to the kernel).
-type Shape = BTreeMap<VirtualServerKey, (VirtualServerParams, BTreeMap<RealServerKey, u32>)>;
+type Shape =
+    BTreeMap<VirtualServerKey, (Option<VirtualServerParams>, BTreeMap<RealServerKey, u32>)>;
 
 fn shape(state: &KernelState) -> Shape {
     state
@@ -201,7 +205,7 @@ fn expected_shape(
         .map(|(key, f)| {
             (
                 *key,
-                (f.server.params.clone(), f.server.real_servers.clone()),
+                (Some(f.server.params.clone()), f.server.real_servers.clone()),
             )
         })
         .collect();

@@ -276,3 +276,24 @@ fn a_udp_frontend_that_gets_its_first_endpoint_forgets_stale_entries() {
         ]
     );
 }
+
+#[test]
+fn repairs_settings_someone_else_changed() {
+    let key = "TCP/10.96.0.10:80";
+    let mut current = kernel(&[(key, &[("10.244.1.5:8080", 1, 2, 0)])], &["10.96.0.10"]);
+    let server = current.virtual_servers.get_mut(&vs(key)).expect("present");
+    server.params = None;
+    server
+        .real_servers
+        .get_mut(&rs("10.244.1.5:8080"))
+        .expect("present")
+        .masquerade = false;
+    let want = desired(&[(key, ClusterIp, &["10.244.1.5:8080"])]);
+    assert_eq!(
+        ops(&current, &want),
+        [
+            "update-vs TCP/10.96.0.10:80",
+            "update-rs TCP/10.96.0.10:80 10.244.1.5:8080 w1"
+        ]
+    );
+}

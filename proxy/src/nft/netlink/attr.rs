@@ -101,7 +101,8 @@ impl<'a> Attrs<'a> {
         for nla in NlasIterator::new(buffer) {
             let nla = nla.map_err(|e| DecodeError::new(format!("attribute: {e}")))?;
             let value: &'a [u8] = nla.into_inner();
-            let kind = u16::from_ne_bytes([value[2], value[3]]) & netlink_packet_core::NLA_TYPE_MASK;
+            let kind =
+                u16::from_ne_bytes([value[2], value[3]]) & netlink_packet_core::NLA_TYPE_MASK;
             let length = usize::from(u16::from_ne_bytes([value[0], value[1]]));
             entries.push((kind, &value[4..length]));
         }
@@ -109,12 +110,18 @@ impl<'a> Attrs<'a> {
     }
 
     pub fn get(&self, kind: u16) -> Option<&'a [u8]> {
-        self.entries.iter().find(|(k, _)| *k == kind).map(|(_, v)| *v)
+        self.entries
+            .iter()
+            .find(|(k, _)| *k == kind)
+            .map(|(_, v)| *v)
     }
 
     /// Every attribute of `kind` (lists repeat one kind).
     pub fn all(&self, kind: u16) -> impl Iterator<Item = &'a [u8]> + '_ {
-        self.entries.iter().filter(move |(k, _)| *k == kind).map(|(_, v)| *v)
+        self.entries
+            .iter()
+            .filter(move |(k, _)| *k == kind)
+            .map(|(_, v)| *v)
     }
 
     pub fn require(&self, kind: u16, what: &str) -> Result<&'a [u8], DecodeError> {
@@ -148,7 +155,9 @@ impl<'a> Attrs<'a> {
     }
 
     pub fn nested(&self, kind: u16, what: &str) -> Result<Option<Attrs<'a>>, DecodeError> {
-        self.get(kind).map(Attrs::parse).transpose()
+        self.get(kind)
+            .map(Attrs::parse)
+            .transpose()
             .map_err(|e| DecodeError::new(format!("{what}: {e}")))
     }
 

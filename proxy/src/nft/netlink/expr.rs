@@ -84,24 +84,76 @@ pub enum SetRef {
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Expr {
-    Meta { key: u32, dreg: Reg },
-    MetaSet { key: u32, sreg: Reg },
-    Payload { base: u32, offset: u32, len: u32, dreg: Reg },
-    Cmp { sreg: Reg, op: u32, data: Vec<u8> },
+    Meta {
+        key: u32,
+        dreg: Reg,
+    },
+    MetaSet {
+        key: u32,
+        sreg: Reg,
+    },
+    Payload {
+        base: u32,
+        offset: u32,
+        len: u32,
+        dreg: Reg,
+    },
+    Cmp {
+        sreg: Reg,
+        op: u32,
+        data: Vec<u8>,
+    },
     /// `dreg = (sreg & mask) ^ xor`.
-    Bitwise { sreg: Reg, dreg: Reg, mask: Vec<u8>, xor: Vec<u8> },
+    Bitwise {
+        sreg: Reg,
+        dreg: Reg,
+        mask: Vec<u8>,
+        xor: Vec<u8>,
+    },
     /// Membership when `dreg` is `None`; a map lookup otherwise.
-    Lookup { set: SetRef, sreg: Reg, dreg: Option<Reg> },
-    Immediate { verdict: VerdictData },
-    Ct { key: u32, dreg: Reg },
+    Lookup {
+        set: SetRef,
+        sreg: Reg,
+        dreg: Option<Reg>,
+    },
+    /// A verdict.
+    Immediate {
+        verdict: VerdictData,
+    },
+    /// A constant loaded into a data register.
+    ImmediateValue {
+        dreg: Reg,
+        value: Vec<u8>,
+    },
+    /// A conntrack field; `direction` picks a tuple, for the keys that have one per direction.
+    Ct {
+        key: u32,
+        dreg: Reg,
+        direction: Option<u8>,
+    },
     /// `numgen random mod modulus`.
-    Numgen { dreg: Reg, modulus: u32 },
+    Numgen {
+        dreg: Reg,
+        modulus: u32,
+    },
     /// DNAT to the address in `addr` and the port in `proto`.
-    Dnat { family: u8, addr: Reg, proto: Reg },
-    Masquerade { flags: u32 },
-    Reject { kind: u32, code: u8 },
-    /// `update @set { key : data }`.
-    DynsetUpdate { set: String, key: Reg, data: Reg },
+    Dnat {
+        family: u8,
+        addr: Reg,
+        proto: Reg,
+    },
+    Masquerade {
+        flags: u32,
+    },
+    Reject {
+        kind: u32,
+        code: u8,
+    },
+    /// `update @set { key }`.
+    DynsetUpdate {
+        set: String,
+        key: Reg,
+    },
 }
 
 impl Expr {
@@ -113,7 +165,7 @@ impl Expr {
             Expr::Cmp { .. } => "cmp",
             Expr::Bitwise { .. } => "bitwise",
             Expr::Lookup { .. } => "lookup",
-            Expr::Immediate { .. } => "immediate",
+            Expr::Immediate { .. } | Expr::ImmediateValue { .. } => "immediate",
             Expr::Ct { .. } => "ct",
             Expr::Numgen { .. } => "numgen",
             Expr::Dnat { .. } => "nat",
@@ -127,9 +179,18 @@ impl Expr {
     /// name and id it was created with in the same batch (`anonymous`).
     pub fn encode(&self, anonymous: Option<(&str, u32)>) -> Attr {
         let data = match self {
-            Expr::Meta { key, dreg } => vec![reg(NFTA_META_DREG, *dreg), Attr::u32(NFTA_META_KEY, *key)],
-            Expr::MetaSet { key, sreg } => vec![Attr::u32(NFTA_META_KEY, *key), reg(NFTA_META_SREG, *sreg)],
-            Expr::Payload { base, offset, len, dreg } => vec![
+            Expr::Meta { key, dreg } => {
+                vec![reg(NFTA_META_DREG, *dreg), Attr::u32(NFTA_META_KEY, *key)]
+            }
+            Expr::MetaSet { key, sreg } => {
+                vec![Attr::u32(NFTA_META_KEY, *key), reg(NFTA_META_SREG, *sreg)]
+            }
+            Expr::Payload {
+                base,
+                offset,
+                len,
+                dreg,
+            } => vec![
                 reg(NFTA_PAYLOAD_DREG, *dreg),
                 Attr::u32(NFTA_PAYLOAD_BASE, *base),
                 Attr::u32(NFTA_PAYLOAD_OFFSET, *offset),
@@ -140,7 +201,12 @@ impl Expr {
                 Attr::u32(NFTA_CMP_OP, *op),
                 value(NFTA_CMP_DATA, data),
             ],
-            Expr::Bitwise { sreg, dreg, mask, xor } => vec![
+            Expr::Bitwise {
+                sreg,
+                dreg,
+                mask,
+                xor,
+            } => vec![
                 reg(NFTA_BITWISE_SREG, *sreg),
                 reg(NFTA_BITWISE_DREG, *dreg),
                 Attr::u32(NFTA_BITWISE_LEN, mask.len() as u32),
@@ -152,13 +218,31 @@ impl Expr {
                 reg(NFTA_IMMEDIATE_DREG, Reg::Verdict),
                 Attr::nested(NFTA_IMMEDIATE_DATA, vec![verdict_attr(verdict)]),
             ],
-            Expr::Ct { key, dreg } => vec![reg(NFTA_CT_DREG, *dreg), Attr::u32(NFTA_CT_KEY, *key)],
+            Expr::ImmediateValue { dreg, value: bytes } => vec![
+                reg(NFTA_IMMEDIATE_DREG, *dreg),
+                value(NFTA_IMMEDIATE_DATA, bytes),
+            ],
+            Expr::Ct {
+                key,
+                dreg,
+                direction,
+            } => {
+                let mut attrs = vec![reg(NFTA_CT_DREG, *dreg), Attr::u32(NFTA_CT_KEY, *key)];
+                if let Some(direction) = direction {
+                    attrs.push(Attr::bytes(NFTA_CT_DIRECTION, &[*direction]));
+                }
+                attrs
+            }
             Expr::Numgen { dreg, modulus } => vec![
                 reg(NFTA_NG_DREG, *dreg),
                 Attr::u32(NFTA_NG_MODULUS, *modulus),
                 Attr::u32(NFTA_NG_TYPE, NFT_NG_RANDOM),
             ],
-            Expr::Dnat { family, addr, proto } => vec![
+            Expr::Dnat {
+                family,
+                addr,
+                proto,
+            } => vec![
                 Attr::u32(NFTA_NAT_TYPE, NFT_NAT_DNAT),
                 Attr::u32(NFTA_NAT_FAMILY, u32::from(*family)),
                 reg(NFTA_NAT_REG_ADDR_MIN, *addr),
@@ -169,9 +253,8 @@ impl Expr {
                 Attr::u32(NFTA_REJECT_TYPE, *kind),
                 Attr::bytes(NFTA_REJECT_ICMP_CODE, &[*code]),
             ],
-            Expr::DynsetUpdate { set, key, data } => vec![
+            Expr::DynsetUpdate { set, key } => vec![
                 reg(NFTA_DYNSET_SREG_KEY, *key),
-                reg(NFTA_DYNSET_SREG_DATA, *data),
                 Attr::u32(NFTA_DYNSET_OP, NFT_DYNSET_OP_UPDATE),
                 Attr::string(NFTA_DYNSET_SET_NAME, set),
             ],
@@ -211,7 +294,12 @@ pub fn verdict_attr(verdict: &VerdictData) -> Attr {
     Attr::nested(NFTA_DATA_VERDICT, children)
 }
 
-fn lookup_attrs(set: &SetRef, sreg: Reg, dreg: Option<Reg>, anonymous: Option<(&str, u32)>) -> Vec<Attr> {
+fn lookup_attrs(
+    set: &SetRef,
+    sreg: Reg,
+    dreg: Option<Reg>,
+    anonymous: Option<(&str, u32)>,
+) -> Vec<Attr> {
     let name = match set {
         SetRef::Named(name) => name.as_str(),
         SetRef::Anonymous(_) => anonymous.map_or("", |(name, _)| name),
@@ -240,7 +328,9 @@ fn data_value(attrs: &Attrs, kind: u16, what: &str) -> Result<Vec<u8>, DecodeErr
 /// Fails when an attribute Ferry never sets carries a non-default value.
 fn expect_default(attrs: &Attrs, kind: u16, default: u32, what: &str) -> Result<(), DecodeError> {
     match attrs.u32(kind, what)? {
-        Some(value) if value != default => Err(DecodeError::new(format!("unsupported {what} {value}"))),
+        Some(value) if value != default => {
+            Err(DecodeError::new(format!("unsupported {what} {value}")))
+        }
         _ => Ok(()),
     }
 }
@@ -250,8 +340,14 @@ fn decode_data(name: &str, a: &Attrs) -> Result<Expr, DecodeError> {
         "meta" => {
             let key = a.require_u32(NFTA_META_KEY, "key")?;
             match a.get(NFTA_META_DREG) {
-                Some(_) => Expr::Meta { key, dreg: register(a, NFTA_META_DREG, "dreg")? },
-                None => Expr::MetaSet { key, sreg: register(a, NFTA_META_SREG, "sreg")? },
+                Some(_) => Expr::Meta {
+                    key,
+                    dreg: register(a, NFTA_META_DREG, "dreg")?,
+                },
+                None => Expr::MetaSet {
+                    key,
+                    sreg: register(a, NFTA_META_SREG, "sreg")?,
+                },
             }
         }
         "payload" => {
@@ -287,25 +383,42 @@ fn decode_data(name: &str, a: &Attrs) -> Result<Expr, DecodeError> {
         }
         "lookup" => {
             expect_default(a, NFTA_LOOKUP_FLAGS, 0, "flags")?;
-            let dreg = a.get(NFTA_LOOKUP_DREG).map(|_| register(a, NFTA_LOOKUP_DREG, "dreg")).transpose()?;
+            let dreg = a
+                .get(NFTA_LOOKUP_DREG)
+                .map(|_| register(a, NFTA_LOOKUP_DREG, "dreg"))
+                .transpose()?;
             Expr::Lookup {
                 set: SetRef::Named(a.require_string(NFTA_LOOKUP_SET, "set")?),
                 sreg: register(a, NFTA_LOOKUP_SREG, "sreg")?,
                 dreg,
             }
         }
-        "immediate" => {
-            if register(a, NFTA_IMMEDIATE_DREG, "dreg")? != Reg::Verdict {
-                return Err(DecodeError::new("immediate value"));
+        "immediate" => match register(a, NFTA_IMMEDIATE_DREG, "dreg")? {
+            Reg::Verdict => {
+                let data = a.require_nested(NFTA_IMMEDIATE_DATA, "data")?;
+                Expr::Immediate {
+                    verdict: decode_verdict(&data.require_nested(NFTA_DATA_VERDICT, "verdict")?)?,
+                }
             }
-            let data = a.require_nested(NFTA_IMMEDIATE_DATA, "data")?;
-            Expr::Immediate { verdict: decode_verdict(&data.require_nested(NFTA_DATA_VERDICT, "verdict")?)? }
-        }
+            dreg => Expr::ImmediateValue {
+                dreg,
+                value: data_value(a, NFTA_IMMEDIATE_DATA, "data")?,
+            },
+        },
         "ct" => {
-            if a.get(NFTA_CT_DREG).is_none() || a.get(3).is_some() {
-                return Err(DecodeError::new("ct write or direction"));
+            if a.get(NFTA_CT_DREG).is_none() {
+                return Err(DecodeError::new("ct write"));
             }
-            Expr::Ct { key: a.require_u32(NFTA_CT_KEY, "key")?, dreg: register(a, NFTA_CT_DREG, "dreg")? }
+            let direction = match a.get(NFTA_CT_DIRECTION) {
+                None => None,
+                Some([direction]) => Some(*direction),
+                Some(_) => return Err(DecodeError::new("direction: wrong length")),
+            };
+            Expr::Ct {
+                key: a.require_u32(NFTA_CT_KEY, "key")?,
+                dreg: register(a, NFTA_CT_DREG, "dreg")?,
+                direction,
+            }
         }
         "numgen" => {
             expect_default(a, NFTA_NG_TYPE, NFT_NG_RANDOM, "type")?;
@@ -316,22 +429,35 @@ fn decode_data(name: &str, a: &Attrs) -> Result<Expr, DecodeError> {
             }
         }
         "nat" => decode_nat(a)?,
-        "masq" => Expr::Masquerade { flags: a.u32(NFTA_MASQ_FLAGS, "flags")?.unwrap_or(0) },
+        "masq" => Expr::Masquerade {
+            flags: a.u32(NFTA_MASQ_FLAGS, "flags")?.unwrap_or(0),
+        },
+        // The kernel leaves the code out for a TCP reset.
         "reject" => {
-            let code = a.require(NFTA_REJECT_ICMP_CODE, "code")?;
-            let [code] = code else { return Err(DecodeError::new("code: wrong length")) };
-            Expr::Reject { kind: a.require_u32(NFTA_REJECT_TYPE, "type")?, code: *code }
+            let code = match a.get(NFTA_REJECT_ICMP_CODE) {
+                None => 0,
+                Some([code]) => *code,
+                Some(_) => return Err(DecodeError::new("code: wrong length")),
+            };
+            Expr::Reject {
+                kind: a.require_u32(NFTA_REJECT_TYPE, "type")?,
+                code,
+            }
         }
         "dynset" => {
             expect_default(a, NFTA_DYNSET_OP, NFT_DYNSET_OP_UPDATE, "op")?;
             expect_default(a, NFTA_DYNSET_FLAGS, 0, "flags")?;
-            if a.u64(NFTA_DYNSET_TIMEOUT, "timeout")?.is_some_and(|t| t != 0) {
+            if a.u64(NFTA_DYNSET_TIMEOUT, "timeout")?
+                .is_some_and(|t| t != 0)
+            {
                 return Err(DecodeError::new("own timeout"));
+            }
+            if a.get(NFTA_DYNSET_SREG_DATA).is_some() {
+                return Err(DecodeError::new("map update"));
             }
             Expr::DynsetUpdate {
                 set: a.require_string(NFTA_DYNSET_SET_NAME, "set")?,
                 key: register(a, NFTA_DYNSET_SREG_KEY, "key")?,
-                data: register(a, NFTA_DYNSET_SREG_DATA, "data")?,
             }
         }
         other => return Err(DecodeError::new(format!("unknown expression {other}"))),

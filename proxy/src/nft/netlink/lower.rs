@@ -43,7 +43,10 @@ impl Lowering {
             return;
         }
         self.checked = Some(family);
-        self.push(Expr::Meta { key: NFT_META_NFPROTO, dreg: FIRST });
+        self.push(Expr::Meta {
+            key: NFT_META_NFPROTO,
+            dreg: FIRST,
+        });
         self.push(cmp_eq(FIRST, vec![nfproto(family)]));
     }
 
@@ -56,49 +59,97 @@ impl Lowering {
     fn lower_match(&mut self, m: &Match) {
         match m {
             Match::Protocol(protocol) => {
-                self.push(Expr::Meta { key: NFT_META_L4PROTO, dreg: FIRST });
+                self.push(Expr::Meta {
+                    key: NFT_META_L4PROTO,
+                    dreg: FIRST,
+                });
                 self.push(cmp_eq(FIRST, vec![protocol.number()]));
             }
             Match::NewConnection => {
-                self.push(Expr::Ct { key: NFT_CT_STATE, dreg: FIRST });
+                self.push(Expr::Ct {
+                    key: NFT_CT_STATE,
+                    dreg: FIRST,
+                    direction: None,
+                });
                 self.test_bits(NF_CT_STATE_NEW_BIT);
             }
-            Match::Address { side, network, negated } => {
+            Match::Address {
+                side,
+                network,
+                negated,
+            } => {
                 let family = Family::of(network.addr());
                 self.require_family(family);
-                self.lower_prefix(family, *side, network.addr(), network.prefix_len(), *negated);
+                self.lower_prefix(
+                    family,
+                    *side,
+                    network.addr(),
+                    network.prefix_len(),
+                    *negated,
+                );
+            }
+            Match::DestinationPort(port) => {
+                self.push(destination_port(FIRST));
+                self.push(cmp_eq(FIRST, port.to_be_bytes().to_vec()));
             }
             Match::MarkBitSet(bits) => {
-                self.push(Expr::Meta { key: NFT_META_MARK, dreg: FIRST });
+                self.push(Expr::Meta {
+                    key: NFT_META_MARK,
+                    dreg: FIRST,
+                });
                 self.test_bits(*bits);
             }
             Match::InSet { key, set } => {
                 self.load_key(*key);
-                self.push(Expr::Lookup { set: SetRef::Named(set.clone()), sreg: FIRST, dreg: None });
+                self.push(Expr::Lookup {
+                    set: SetRef::Named(set.clone()),
+                    sreg: FIRST,
+                    dreg: None,
+                });
             }
         }
     }
 
     /// Whole bytes are compared directly (nft loads only the prefix); other prefixes are
     /// masked first.
-    fn lower_prefix(&mut self, family: Family, side: Side, address: IpAddr, prefix: u8, negated: bool) {
+    fn lower_prefix(
+        &mut self,
+        family: Family,
+        side: Side,
+        address: IpAddr,
+        prefix: u8,
+        negated: bool,
+    ) {
         if prefix == 0 {
             return;
         }
         let (offset, len) = address_field(family, side);
         let bytes = address_bytes(address);
         let op = if negated { NFT_CMP_NEQ } else { NFT_CMP_EQ };
-        if prefix % 8 == 0 {
+        if prefix.is_multiple_of(8) {
             let whole = usize::from(prefix / 8);
             self.push(payload(offset, whole as u32, FIRST));
-            self.push(Expr::Cmp { sreg: FIRST, op, data: bytes[..whole].to_vec() });
+            self.push(Expr::Cmp {
+                sreg: FIRST,
+                op,
+                data: bytes[..whole].to_vec(),
+            });
             return;
         }
         self.push(payload(offset, len, FIRST));
         let mask = prefix_mask(bytes.len(), prefix);
         let network: Vec<u8> = bytes.iter().zip(&mask).map(|(b, m)| b & m).collect();
-        self.push(Expr::Bitwise { sreg: FIRST, dreg: FIRST, xor: vec![0; mask.len()], mask });
-        self.push(Expr::Cmp { sreg: FIRST, op, data: network });
+        self.push(Expr::Bitwise {
+            sreg: FIRST,
+            dreg: FIRST,
+            xor: vec![0; mask.len()],
+            mask,
+        });
+        self.push(Expr::Cmp {
+            sreg: FIRST,
+            op,
+            data: network,
+        });
     }
 
     /// Loads a set key into consecutive registers from the first one.
@@ -106,59 +157,103 @@ impl Lowering {
         match key {
             Key::Frontend(family) => {
                 self.load_address(family, Side::Destination, FIRST);
-                let after_address = FIRST.after(address_len(family));
-                self.push(Expr::Meta { key: NFT_META_L4PROTO, dreg: after_address });
-                self.push(Expr::Payload {
-                    base: NFT_PAYLOAD_TRANSPORT_HEADER,
-                    offset: 2,
-                    len: 2,
-                    dreg: after_address.after(4),
-                });
+                self.load_protocol_and_port(family, destination_port);
             }
+            // The conntrack keys check the family themselves, so nft adds no `meta nfproto`.
+            Key::OriginalFrontend(family) => {
+                let address = match family {
+                    Family::V4 => NFT_CT_DST_IP,
+                    Family::V6 => NFT_CT_DST_IP6,
+                };
+                self.push(original_ct(address, FIRST));
+                self.load_protocol_and_port(family, |dreg| original_ct(NFT_CT_PROTO_DST, dreg));
+            }
+            Key::Source(family) => self.load_address(family, Side::Source, FIRST),
             Key::SourceAndDestination(family) => {
                 self.load_address(family, Side::Source, FIRST);
-                self.push(payload(address_field(family, Side::Destination).0, address_len(family) as u32, FIRST.after(address_len(family))));
+                self.push(payload(
+                    address_field(family, Side::Destination).0,
+                    address_len(family) as u32,
+                    FIRST.after(address_len(family)),
+                ));
             }
         }
     }
 
+    /// `. meta l4proto . <port>` after the address of `family` in the first register.
+    fn load_protocol_and_port(&mut self, family: Family, port: impl FnOnce(Reg) -> Expr) {
+        let protocol = FIRST.after(address_len(family));
+        self.push(Expr::Meta {
+            key: NFT_META_L4PROTO,
+            dreg: protocol,
+        });
+        self.push(port(protocol.after(4)));
+    }
+
     fn lower_statement(&mut self, statement: &Statement) {
         match statement {
-            Statement::Verdict(verdict) => self.push(Expr::Immediate { verdict: verdict_data(verdict) }),
+            Statement::Verdict(verdict) => self.push(Expr::Immediate {
+                verdict: verdict_data(verdict),
+            }),
             Statement::Vmap { key, map } => {
                 self.load_key(*key);
                 let set = SetRef::Named(map.clone());
-                self.push(Expr::Lookup { set, sreg: FIRST, dreg: Some(Reg::Verdict) });
+                self.push(Expr::Lookup {
+                    set,
+                    sreg: FIRST,
+                    dreg: Some(Reg::Verdict),
+                });
             }
             Statement::SetMarkBits(bits) => self.set_mark(!bits, *bits),
             Statement::ClearMarkBits(bits) => self.set_mark(!bits, 0),
-            Statement::Masquerade => self.push(Expr::Masquerade { flags: NF_NAT_RANGE_PROTO_RANDOM_FULLY }),
-            Statement::Reject(Reject::TcpReset) => self.push(Expr::Reject { kind: NFT_REJECT_TCP_RST, code: 0 }),
+            Statement::Masquerade => self.push(Expr::Masquerade {
+                flags: NF_NAT_RANGE_PROTO_RANDOM_FULLY,
+            }),
+            Statement::Reject(Reject::TcpReset) => self.push(Expr::Reject {
+                kind: NFT_REJECT_TCP_RST,
+                code: 0,
+            }),
             Statement::Reject(Reject::PortUnreachable) => self.push(Expr::Reject {
                 kind: NFT_REJECT_ICMPX_UNREACH,
                 code: NFT_REJECT_ICMPX_PORT_UNREACH,
             }),
             Statement::Dnat { family, endpoints } => {
-                self.push(Expr::Numgen { dreg: FIRST, modulus: endpoints.len() as u32 });
+                self.push(Expr::Numgen {
+                    dreg: FIRST,
+                    modulus: endpoints.len() as u32,
+                });
                 let set = SetRef::Anonymous(endpoint_map(*family, endpoints));
-                self.push(Expr::Lookup { set, sreg: FIRST, dreg: Some(FIRST) });
+                self.push(Expr::Lookup {
+                    set,
+                    sreg: FIRST,
+                    dreg: Some(FIRST),
+                });
                 self.push(dnat(*family, FIRST));
             }
-            Statement::RememberEndpoint { family, affinity, endpoints } => {
-                // Key in the first 16-byte register, the index in the second, the endpoint
-                // from the third on: the layout nft picks for the same statement.
-                let (index, endpoint) = (Reg::Data(4), Reg::Data(8));
-                self.load_address(*family, Side::Source, FIRST);
-                self.push(Expr::Numgen { dreg: index, modulus: endpoints.len() as u32 });
-                let set = SetRef::Anonymous(endpoint_map(*family, endpoints));
-                self.push(Expr::Lookup { set, sreg: index, dreg: Some(endpoint) });
-                self.push(Expr::DynsetUpdate { set: affinity.clone(), key: FIRST, data: endpoint });
+            Statement::DnatTo(endpoint) => {
+                // Address and port in separate 16-byte registers, as nft loads them.
+                let port = Reg::Data(4);
+                let family = Family::of(endpoint.address);
+                self.push(Expr::ImmediateValue {
+                    dreg: FIRST,
+                    value: address_bytes(endpoint.address),
+                });
+                self.push(Expr::ImmediateValue {
+                    dreg: port,
+                    value: endpoint.port.to_be_bytes().to_vec(),
+                });
+                self.push(Expr::Dnat {
+                    family: nfproto(family),
+                    addr: FIRST,
+                    proto: port,
+                });
             }
-            Statement::DnatRemembered { family, affinity } => {
-                self.load_address(*family, Side::Source, FIRST);
-                let set = SetRef::Named(affinity.clone());
-                self.push(Expr::Lookup { set, sreg: FIRST, dreg: Some(FIRST) });
-                self.push(dnat(*family, FIRST));
+            Statement::Update { key, set } => {
+                self.load_key(*key);
+                self.push(Expr::DynsetUpdate {
+                    set: set.clone(),
+                    key: FIRST,
+                });
             }
         }
     }
@@ -171,32 +266,76 @@ impl Lowering {
             mask: bits.to_ne_bytes().to_vec(),
             xor: vec![0; 4],
         });
-        self.push(Expr::Cmp { sreg: FIRST, op: NFT_CMP_NEQ, data: vec![0; 4] });
+        self.push(Expr::Cmp {
+            sreg: FIRST,
+            op: NFT_CMP_NEQ,
+            data: vec![0; 4],
+        });
     }
 
     /// `meta mark set (meta mark & mask) ^ xor`.
     fn set_mark(&mut self, mask: u32, xor: u32) {
-        self.push(Expr::Meta { key: NFT_META_MARK, dreg: FIRST });
+        self.push(Expr::Meta {
+            key: NFT_META_MARK,
+            dreg: FIRST,
+        });
         self.push(Expr::Bitwise {
             sreg: FIRST,
             dreg: FIRST,
             mask: mask.to_ne_bytes().to_vec(),
             xor: xor.to_ne_bytes().to_vec(),
         });
-        self.push(Expr::MetaSet { key: NFT_META_MARK, sreg: FIRST });
+        self.push(Expr::MetaSet {
+            key: NFT_META_MARK,
+            sreg: FIRST,
+        });
     }
 }
 
+/// `sizeof(struct nft_verdict)` on 64-bit kernels.
+const VERDICT_DATA_LEN: u32 = 16;
+
 fn cmp_eq(sreg: Reg, data: Vec<u8>) -> Expr {
-    Expr::Cmp { sreg, op: NFT_CMP_EQ, data }
+    Expr::Cmp {
+        sreg,
+        op: NFT_CMP_EQ,
+        data,
+    }
+}
+
+/// `th dport`: the second 16-bit word of the transport header.
+fn destination_port(dreg: Reg) -> Expr {
+    Expr::Payload {
+        base: NFT_PAYLOAD_TRANSPORT_HEADER,
+        offset: 2,
+        len: 2,
+        dreg,
+    }
+}
+
+fn original_ct(key: u32, dreg: Reg) -> Expr {
+    Expr::Ct {
+        key,
+        dreg,
+        direction: Some(IP_CT_DIR_ORIGINAL),
+    }
 }
 
 fn payload(offset: u32, len: u32, dreg: Reg) -> Expr {
-    Expr::Payload { base: NFT_PAYLOAD_NETWORK_HEADER, offset, len, dreg }
+    Expr::Payload {
+        base: NFT_PAYLOAD_NETWORK_HEADER,
+        offset,
+        len,
+        dreg,
+    }
 }
 
 fn dnat(family: Family, addr: Reg) -> Expr {
-    Expr::Dnat { family: nfproto(family), addr, proto: addr.after(address_len(family)) }
+    Expr::Dnat {
+        family: nfproto(family),
+        addr,
+        proto: addr.after(address_len(family)),
+    }
 }
 
 fn nfproto(family: Family) -> u8 {
@@ -298,7 +437,11 @@ fn endpoint_map(family: Family, endpoints: &[RealServerKey]) -> AnonymousSet {
 pub fn set_spec(kind: SetKind) -> SetSpec {
     let family = kind.family();
     let frontend_key = (
-        datatype::concat(&[address_type(family), datatype::INET_PROTOCOL, datatype::INET_SERVICE]),
+        datatype::concat(&[
+            address_type(family),
+            datatype::INET_PROTOCOL,
+            datatype::INET_SERVICE,
+        ]),
         address_len(family) as u32 + 8,
     );
     let plain = |(key_type, key_len): (u32, u32)| SetSpec {
@@ -312,7 +455,8 @@ pub fn set_spec(kind: SetKind) -> SetSpec {
     match kind {
         SetKind::FrontendVerdicts(_) => SetSpec {
             flags: NFT_SET_MAP,
-            data: Some((NFT_DATA_VERDICT, 0)),
+            // The kernel keeps (and dumps) a verdict's size whatever length is sent.
+            data: Some((NFT_DATA_VERDICT, VERDICT_DATA_LEN)),
             ..plain(frontend_key)
         },
         SetKind::Frontends(_) => plain(frontend_key),
@@ -321,8 +465,7 @@ pub fn set_spec(kind: SetKind) -> SetSpec {
             2 * address_len(family) as u32,
         )),
         SetKind::Affinity { timeout, .. } => SetSpec {
-            flags: NFT_SET_MAP | NFT_SET_TIMEOUT | NFT_SET_EVAL,
-            data: Some(endpoint_data_type(family)),
+            flags: NFT_SET_TIMEOUT | NFT_SET_EVAL,
             timeout_ms: Some(timeout.as_millis() as u64),
             size: Some(AFFINITY_SET_SIZE),
             ..plain((address_type(family), address_len(family) as u32))
@@ -345,5 +488,6 @@ pub fn element_key(element: &Element) -> Vec<u8> {
             bytes.extend(address_bytes(*b));
             bytes
         }
+        Element::Address(address) => address_bytes(*address),
     }
 }

@@ -40,11 +40,29 @@ pub struct SetSnapshot {
 /// One object of a dump.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Object {
-    Table { name: String },
-    Chain { table: String, name: String, hook: Option<HookSnapshot> },
-    Rule { table: String, chain: String, exprs: Vec<Expr> },
-    Set { table: String, name: String, spec: SetSpec },
-    Elements { table: String, set: String, elements: Vec<(Vec<u8>, Option<ElementData>)> },
+    Table {
+        name: String,
+    },
+    Chain {
+        table: String,
+        name: String,
+        hook: Option<HookSnapshot>,
+    },
+    Rule {
+        table: String,
+        chain: String,
+        exprs: Vec<Expr>,
+    },
+    Set {
+        table: String,
+        name: String,
+        spec: SetSpec,
+    },
+    Elements {
+        table: String,
+        set: String,
+        elements: Vec<(Vec<u8>, Option<ElementData>)>,
+    },
 }
 
 impl HookSnapshot {
@@ -55,10 +73,15 @@ impl HookSnapshot {
         };
         let hook = match base.hook {
             Hook::Prerouting => super::uapi::NF_INET_PRE_ROUTING,
+            Hook::Input => super::uapi::NF_INET_LOCAL_IN,
             Hook::Output => super::uapi::NF_INET_LOCAL_OUT,
             Hook::Postrouting => super::uapi::NF_INET_POST_ROUTING,
         };
-        Self { kind: kind.to_owned(), hook, priority: base.priority }
+        Self {
+            kind: kind.to_owned(),
+            hook,
+            priority: base.priority,
+        }
     }
 }
 
@@ -81,10 +104,16 @@ impl TableSnapshot {
                     (element_key(element), data)
                 })
                 .collect();
-            let snapshot = SetSnapshot { spec: set_spec(set.kind), elements };
+            let snapshot = SetSnapshot {
+                spec: set_spec(set.kind),
+                elements,
+            };
             (name.clone(), snapshot)
         });
-        Self { chains: chains.collect(), sets: sets.collect() }
+        Self {
+            chains: chains.collect(),
+            sets: sets.collect(),
+        }
     }
 
     /// Assembles the objects of the dumps of table, chains, sets, elements and rules; `None`
@@ -101,15 +130,35 @@ impl TableSnapshot {
                 Object::Chain { table, name, hook } if ours(&table) => {
                     snapshot.chains.entry(name).or_default().hook = hook;
                 }
-                Object::Rule { table, chain, exprs } if ours(&table) => rules.push((chain, exprs)),
+                Object::Rule {
+                    table,
+                    chain,
+                    exprs,
+                } if ours(&table) => rules.push((chain, exprs)),
                 Object::Set { table, name, spec } if ours(&table) => {
                     if spec.flags & NFT_SET_ANONYMOUS != 0 {
-                        anonymous.insert(name, AnonymousSet { spec, elements: Vec::new() });
+                        anonymous.insert(
+                            name,
+                            AnonymousSet {
+                                spec,
+                                elements: Vec::new(),
+                            },
+                        );
                     } else {
-                        snapshot.sets.insert(name, SetSnapshot { spec, elements: BTreeMap::new() });
+                        snapshot.sets.insert(
+                            name,
+                            SetSnapshot {
+                                spec,
+                                elements: BTreeMap::new(),
+                            },
+                        );
                     }
                 }
-                Object::Elements { table, set, elements } if ours(&table) => {
+                Object::Elements {
+                    table,
+                    set,
+                    elements,
+                } if ours(&table) => {
                     if let Some(owner) = anonymous.get_mut(&set) {
                         owner.elements.extend(elements);
                     } else if let Some(named) = snapshot.sets.get_mut(&set)
@@ -118,7 +167,10 @@ impl TableSnapshot {
                         named.elements.extend(elements);
                     }
                 }
-                Object::Chain { .. } | Object::Rule { .. } | Object::Set { .. } | Object::Elements { .. } => {}
+                Object::Chain { .. }
+                | Object::Rule { .. }
+                | Object::Set { .. }
+                | Object::Elements { .. } => {}
             }
         }
         if !found {
@@ -135,15 +187,18 @@ impl TableSnapshot {
     }
 }
 
-fn inline_anonymous(exprs: &mut [Expr], anonymous: &BTreeMap<String, AnonymousSet>) -> Result<(), DecodeError> {
+fn inline_anonymous(
+    exprs: &mut [Expr],
+    anonymous: &BTreeMap<String, AnonymousSet>,
+) -> Result<(), DecodeError> {
     for expr in exprs {
         if let Expr::Lookup { set, .. } = expr
             && let SetRef::Named(name) = set
             && name.starts_with("__")
         {
-            let owned = anonymous
-                .get(name.as_str())
-                .ok_or_else(|| DecodeError::new(format!("rule refers to missing anonymous set {name}")))?;
+            let owned = anonymous.get(name.as_str()).ok_or_else(|| {
+                DecodeError::new(format!("rule refers to missing anonymous set {name}"))
+            })?;
             *set = SetRef::Anonymous(owned.clone());
         }
     }

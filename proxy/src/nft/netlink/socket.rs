@@ -6,17 +6,21 @@ use std::os::fd::AsRawFd;
 use netlink_sys::Socket;
 use tracing::{debug, warn};
 
-use super::message::{Reply, decode_replies, dump_elements_request, dump_request, encode_batch};
+use super::message::{
+    BatchOutcome, Reply, decode_replies, dump_elements_request, dump_request, encode_batch,
+};
 use super::snapshot::{Object, TableSnapshot};
 use super::uapi::{NETLINK_NETFILTER, NFT_SET_ANONYMOUS, NFT_SET_EVAL, msg};
 use crate::nft::diff::Batch;
+use crate::nft::ruleset::TABLE_NAME;
 use crate::nft::{Errno, NftDataplane, NftError};
 
 /// Room for one datagram from the kernel (dumps fill up to a few pages per datagram).
 const RECEIVE_BUFFER: usize = 256 * 1024;
-/// Kernel memory an acknowledgement takes in the socket's receive queue, with margin: every
-/// acknowledgement of a batch is queued before Ferry reads the first.
-const ACK_TRUESIZE: usize = 1024;
+/// How often [`NftDataplane::read_table`] reads again when the ruleset changes under it
+/// before giving up: changes come from whole transactions, so a few retries outlast any
+/// realistic burst.
+const READ_ATTEMPTS: usize = 8;
 
 pub struct NetlinkDataplane {
     socket: Socket,
@@ -28,17 +32,21 @@ impl NetlinkDataplane {
     pub fn open() -> Result<Self, NftError> {
         let mut socket = Socket::new(NETLINK_NETFILTER).map_err(NftError::Socket)?;
         socket.bind_auto().map_err(NftError::Socket)?;
-        // Acknowledgements without a copy of each request keep the receive queue small.
+        // Error messages without a copy of the refused request keep the receive queue small.
         socket.set_cap_ack(true).map_err(NftError::Socket)?;
         socket.set_ext_ack(true).map_err(NftError::Socket)?;
-        Ok(Self { socket, sequence: 1 })
+        Ok(Self {
+            socket,
+            sequence: 1,
+        })
     }
 
-    /// Sizes a socket buffer, beyond `net.core.*mem_max` when allowed (Ferry runs with
-    /// CAP_NET_ADMIN); a smaller buffer only fails large batches, with a clear error.
-    fn size_buffer(&self, forced: libc::c_int, plain: libc::c_int, bytes: usize) {
+    /// Sizes the send buffer for one batch (a batch is one datagram), beyond
+    /// `net.core.wmem_max` when allowed (Ferry runs with CAP_NET_ADMIN); a smaller buffer only
+    /// fails large batches, with a clear error.
+    fn size_send_buffer(&self, bytes: usize) {
         let value = libc::c_int::try_from(bytes).unwrap_or(libc::c_int::MAX);
-        for option in [forced, plain] {
+        for option in [libc::SO_SNDBUFFORCE, libc::SO_SNDBUF] {
             // SAFETY: the fd is the socket's own and stays open; the value is a c_int whose
             // size is passed along.
             let result = unsafe {
@@ -54,43 +62,71 @@ impl NetlinkDataplane {
                 return;
             }
         }
-        warn!(bytes, error = %io::Error::last_os_error(), "cannot size the netlink socket buffer");
+        warn!(bytes, error = %io::Error::last_os_error(), "cannot size the netlink send buffer");
     }
 
     /// Everything the kernel queued for this socket: a batch is processed inside `send`, so
-    /// all its replies are queued when it returns.
-    fn drain(&self) -> Result<Vec<Reply>, NftError> {
-        self.socket.set_non_blocking(true).map_err(NftError::Socket)?;
-        let mut replies = Vec::new();
+    /// all its replies are queued when it returns. `overrun` says the queue overflowed and the
+    /// kernel dropped replies (the earliest ones are kept).
+    fn drain(&self) -> Result<Drained, NftError> {
+        self.socket
+            .set_non_blocking(true)
+            .map_err(NftError::Socket)?;
+        let mut drained = Drained::default();
         let result = loop {
             let mut buffer = Vec::with_capacity(RECEIVE_BUFFER);
             match self.socket.recv(&mut buffer, 0) {
                 Ok(_) => match decode_replies(&buffer) {
-                    Ok(decoded) => replies.extend(decoded),
+                    Ok(decoded) => drained.replies.extend(decoded),
                     Err(e) => break Err(NftError::Decode(e.0)),
                 },
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => break Ok(()),
+                Err(e) if e.raw_os_error() == Some(libc::ENOBUFS) => drained.overrun = true,
                 Err(e) => break Err(NftError::Socket(e)),
             }
         };
-        self.socket.set_non_blocking(false).map_err(NftError::Socket)?;
-        result.map(|()| replies)
+        self.socket
+            .set_non_blocking(false)
+            .map_err(NftError::Socket)?;
+        result.map(|()| drained)
     }
 
-    /// Sends one dump request and collects its objects until `NLMSG_DONE`.
-    fn dump(&mut self, request: impl FnOnce(u32) -> Vec<u8>) -> Result<Vec<Object>, NftError> {
+    /// Sends one dump request and adds its objects to `reading` until `NLMSG_DONE`.
+    fn dump(
+        &mut self,
+        request: impl FnOnce(u32) -> Vec<u8>,
+        reading: &mut Reading,
+    ) -> Result<(), NftError> {
         let sequence = self.take_sequences(1);
-        self.socket.send(&request(sequence), 0).map_err(NftError::Socket)?;
-        let mut objects = Vec::new();
+        self.socket
+            .send(&request(sequence), 0)
+            .map_err(NftError::Socket)?;
         loop {
             let mut buffer = Vec::with_capacity(RECEIVE_BUFFER);
             self.socket.recv(&mut buffer, 0).map_err(NftError::Socket)?;
             for reply in decode_replies(&buffer).map_err(|e| NftError::Decode(e.0))? {
                 match reply {
-                    Reply::Object { sequence: s, object } if s == sequence => objects.push(object),
-                    Reply::Done { sequence: s } if s == sequence => return Ok(objects),
+                    Reply::Object {
+                        sequence: s,
+                        generation,
+                        object,
+                    } if s == sequence => reading.add(generation, object),
+                    Reply::Interrupted { sequence: s } if s == sequence => {
+                        reading.consistent = false;
+                    }
+                    Reply::Done { sequence: s } if s == sequence => return Ok(()),
+                    // A set listed by an earlier dump of this reading is gone: the ruleset
+                    // changed in between.
+                    Reply::Ack { sequence: s, errno } if s == sequence && errno == libc::ENOENT => {
+                        reading.consistent = false;
+                        return Ok(());
+                    }
                     Reply::Ack { sequence: s, errno } if s == sequence && errno != 0 => {
-                        return Err(NftError::Rejected { index: 0, operation: "dump".into(), errno: Errno(errno) });
+                        return Err(NftError::Rejected {
+                            index: 0,
+                            operation: "dump".into(),
+                            errno: Errno(errno),
+                        });
                     }
                     _ => {}
                 }
@@ -98,10 +134,77 @@ impl NetlinkDataplane {
         }
     }
 
+    /// Dumps table, chains, sets, the elements of the sets Ferry fills, and rules.
+    fn read_once(&mut self) -> Result<Reading, NftError> {
+        let mut reading = Reading::new();
+        self.dump(|s| dump_request(msg::GETTABLE, s, Vec::new()), &mut reading)?;
+        let exists = reading
+            .objects
+            .iter()
+            .any(|object| matches!(object, Object::Table { name } if name == TABLE_NAME));
+        if !exists {
+            return Ok(reading);
+        }
+        self.dump(|s| dump_request(msg::GETCHAIN, s, Vec::new()), &mut reading)?;
+        let first_set = reading.objects.len();
+        self.dump(|s| dump_request(msg::GETSET, s, Vec::new()), &mut reading)?;
+        let with_elements: Vec<String> = reading.objects[first_set..]
+            .iter()
+            .filter_map(|object| match object {
+                Object::Set { table, name, spec }
+                    if table == TABLE_NAME
+                        && (spec.flags & NFT_SET_EVAL == 0
+                            || spec.flags & NFT_SET_ANONYMOUS != 0) =>
+                {
+                    Some(name.clone())
+                }
+                _ => None,
+            })
+            .collect();
+        for set in with_elements {
+            self.dump(|s| dump_elements_request(&set, s), &mut reading)?;
+        }
+        self.dump(|s| dump_request(msg::GETRULE, s, Vec::new()), &mut reading)?;
+        Ok(reading)
+    }
+
     fn take_sequences(&mut self, count: usize) -> u32 {
         let first = self.sequence;
         self.sequence = self.sequence.wrapping_add(count as u32);
         first
+    }
+}
+
+/// The replies queued after a batch.
+#[derive(Default)]
+struct Drained {
+    replies: Vec<Reply>,
+    overrun: bool,
+}
+
+/// The objects of the dumps that make up one reading of the table, and whether they all
+/// describe one ruleset: no dump was interrupted and every object carries the same
+/// generation (nf_tables flags a change only within one dump, not between dumps).
+struct Reading {
+    objects: Vec<Object>,
+    generation: Option<u16>,
+    consistent: bool,
+}
+
+impl Reading {
+    fn new() -> Self {
+        Self {
+            objects: Vec::new(),
+            generation: None,
+            consistent: true,
+        }
+    }
+
+    fn add(&mut self, generation: u16, object: Object) {
+        if *self.generation.get_or_insert(generation) != generation {
+            self.consistent = false;
+        }
+        self.objects.push(object);
     }
 }
 
@@ -112,57 +215,60 @@ impl NftDataplane for NetlinkDataplane {
         }
         let begin = self.sequence;
         let encoded = encode_batch(batch, begin);
-        let expected = encoded.operation_of_message.len();
-        self.take_sequences(expected + 2);
-        self.size_buffer(libc::SO_SNDBUFFORCE, libc::SO_SNDBUF, encoded.bytes.len() + 64 * 1024);
-        self.size_buffer(libc::SO_RCVBUFFORCE, libc::SO_RCVBUF, (expected * ACK_TRUESIZE).max(RECEIVE_BUFFER));
-        self.socket.send(&encoded.bytes, 0).map_err(NftError::Socket)?;
-        let mut received = 0;
-        let mut first_error = None;
-        for reply in self.drain()? {
-            let Reply::Ack { sequence, errno } = reply else { continue };
-            let Some(index) = encoded.operation(sequence) else { continue };
-            received += 1;
-            if errno != 0 {
-                warn!(operation = %batch.ops[index], index, errno = %Errno(errno), "nf_tables refused an operation");
-                first_error.get_or_insert((index, errno));
+        let messages = encoded.operation_of_message.len();
+        self.take_sequences(messages + 2);
+        self.size_send_buffer(encoded.bytes.len() + 64 * 1024);
+        self.socket
+            .send(&encoded.bytes, 0)
+            .map_err(NftError::Socket)?;
+        let drained = self.drain()?;
+        match encoded.outcome(&drained.replies) {
+            BatchOutcome::Committed => {
+                debug!(
+                    operations = batch.ops.len(),
+                    messages,
+                    bytes = encoded.bytes.len(),
+                    "applied nf_tables batch"
+                );
+                Ok(())
             }
+            BatchOutcome::Refused { index, errno } => {
+                let operation = batch.ops[index].to_string();
+                warn!(%operation, index, errno = %Errno(errno), "nf_tables refused an operation");
+                Err(NftError::Rejected {
+                    index,
+                    operation,
+                    errno: Errno(errno),
+                })
+            }
+            BatchOutcome::Failed { errno } => Err(NftError::BatchFailed {
+                errno: Errno(errno),
+            }),
+            BatchOutcome::Unconfirmed if drained.overrun => Err(NftError::Socket(
+                io::Error::from_raw_os_error(libc::ENOBUFS),
+            )),
+            BatchOutcome::Unconfirmed => Err(NftError::MissingAcks {
+                expected: 1,
+                received: 0,
+            }),
         }
-        if let Some((index, errno)) = first_error {
-            let operation = batch.ops[index].to_string();
-            return Err(NftError::Rejected { index, operation, errno: Errno(errno) });
-        }
-        if received < expected {
-            return Err(NftError::MissingAcks { expected, received });
-        }
-        debug!(operations = batch.ops.len(), messages = expected, bytes = encoded.bytes.len(), "applied nf_tables batch");
-        Ok(())
     }
 
+    /// Reads again when the ruleset changed while it was being read, so the snapshot is
+    /// one generation's (as `nft` does with its generation check).
     fn read_table(&mut self) -> Result<Option<TableSnapshot>, NftError> {
-        let mut objects = self.dump(|s| dump_request(msg::GETTABLE, s, Vec::new()))?;
-        if TableSnapshot::assemble(objects.clone()).map_err(|e| NftError::Decode(e.0))?.is_none() {
-            return Ok(None);
+        for attempt in 1..=READ_ATTEMPTS {
+            let reading = self.read_once()?;
+            if reading.consistent {
+                return TableSnapshot::assemble(reading.objects).map_err(|e| NftError::Decode(e.0));
+            }
+            debug!(
+                attempt,
+                "the ruleset changed while it was read; reading again"
+            );
         }
-        objects.extend(self.dump(|s| dump_request(msg::GETCHAIN, s, Vec::new()))?);
-        let sets = self.dump(|s| dump_request(msg::GETSET, s, Vec::new()))?;
-        let with_elements: Vec<String> = sets
-            .iter()
-            .filter_map(|object| match object {
-                Object::Set { table, name, spec }
-                    if table == crate::nft::ruleset::TABLE_NAME
-                        && (spec.flags & NFT_SET_EVAL == 0 || spec.flags & NFT_SET_ANONYMOUS != 0) =>
-                {
-                    Some(name.clone())
-                }
-                _ => None,
-            })
-            .collect();
-        objects.extend(sets);
-        for set in with_elements {
-            objects.extend(self.dump(|s| dump_elements_request(&set, s))?);
-        }
-        objects.extend(self.dump(|s| dump_request(msg::GETRULE, s, Vec::new()))?);
-        TableSnapshot::assemble(objects).map_err(|e| NftError::Decode(e.0))
+        Err(NftError::Inconsistent {
+            attempts: READ_ATTEMPTS,
+        })
     }
 }

@@ -134,8 +134,14 @@ pub const NFTA_META_KEY: u16 = 2;
 pub const NFTA_META_SREG: u16 = 3;
 
 pub const NFT_CT_STATE: u32 = 0;
+pub const NFT_CT_PROTO_DST: u32 = 12;
+pub const NFT_CT_DST_IP: u32 = 20;
+pub const NFT_CT_DST_IP6: u32 = 22;
 pub const NFTA_CT_DREG: u16 = 1;
 pub const NFTA_CT_KEY: u16 = 2;
+pub const NFTA_CT_DIRECTION: u16 = 3;
+/// `IP_CT_DIR_ORIGINAL`: the tuple of the connection's first packet, before any NAT.
+pub const IP_CT_DIR_ORIGINAL: u8 = 0;
 /// `IP_CT_NEW` as a bit of the `ct state` bitmask.
 pub const NF_CT_STATE_NEW_BIT: u32 = 0x8;
 
@@ -167,6 +173,7 @@ pub const NFTA_NG_OFFSET: u16 = 4;
 
 /// Netfilter hook numbers (`enum nf_inet_hooks`).
 pub const NF_INET_PRE_ROUTING: u32 = 0;
+pub const NF_INET_LOCAL_IN: u32 = 1;
 pub const NF_INET_LOCAL_OUT: u32 = 3;
 pub const NF_INET_POST_ROUTING: u32 = 4;
 
