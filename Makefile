@@ -3,7 +3,7 @@ SHELL := /bin/bash
 .SHELLFLAGS := -euo pipefail -c
 CARGO ?= cargo
 
-.PHONY: up down test deps build lint unit crds e2e vm-test bench
+.PHONY: up down test deps build lint unit chart crds e2e vm-test bench
 
 ## up: local cluster from upstream Kubernetes, Ferry's CRDs, operator and proxy, a sample App.
 up: deps build
@@ -14,7 +14,7 @@ down:
 	e2e/cluster/down
 
 ## test: every test — lint, unit, CRD drift, the real cluster end to end, real IPVS in a VM.
-test: deps lint unit build e2e vm-test
+test: deps lint unit chart build e2e vm-test
 
 deps:
 	e2e/setup
@@ -24,13 +24,21 @@ build:
 
 lint:
 	$(CARGO) fmt --all --check
+	shellcheck -x e2e/setup e2e/run-e2e e2e/up-demo e2e/operator/start e2e/cluster/up e2e/cluster/down e2e/cluster/build e2e/vm/run e2e/vm/build-image e2e/vm/run-tests helm/sync-crds images/build-oci e2e/kind/run
 	$(CARGO) clippy --locked --workspace --all-targets -- -D warnings
 
 unit:
 	$(CARGO) test --locked --workspace
+	cd e2e && go vet ./...
+
+## chart: the Helm chart's offline checks (lint, strict decode, schema, CRD copy) and the kind config.
+chart:
+	helm/sync-crds --check
+	cd e2e && go test -count=1 ./chart/ ./kindconfig/
 
 crds:
 	$(CARGO) run --locked -q -p ferry-operator --bin ferry-crdgen -- crds
+	helm/sync-crds
 
 e2e:
 	e2e/run-e2e

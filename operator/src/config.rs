@@ -30,7 +30,7 @@ pub struct Config {
     /// Address for /healthz, /readyz and /metrics.
     #[arg(
         long,
-        alias = "http-addr",
+        aliases = ["http-addr", "http-bind-address"],
         env = "FERRY_METRICS_BIND_ADDRESS",
         default_value = "0.0.0.0:8080"
     )]

@@ -45,7 +45,9 @@ fn a_requested_address_is_given_when_free() {
     let services = [
         service("annotated").requesting("192.0.2.9"),
         service("legacy").legacy_ip("192.0.2.3"),
-        service("both").requesting("192.0.2.4").legacy_ip("192.0.2.4"),
+        service("both")
+            .requesting("192.0.2.4")
+            .legacy_ip("192.0.2.4"),
     ];
     let assignments = allocate(&pools, &services, NONE.iter());
     assert_eq!(addresses(&assignments, "annotated"), ["192.0.2.9"]);
@@ -62,7 +64,7 @@ fn a_requested_address_outside_every_usable_pool_is_refused() {
     let services = [
         service("outside").requesting("203.0.113.1"),
         service("elsewhere")
-            .from_pool("p")
+            .asking_for_pool("p")
             .requesting("198.51.100.1"),
     ];
     let assignments = allocate(&pools, &services, NONE.iter());
@@ -70,7 +72,9 @@ fn a_requested_address_outside_every_usable_pool_is_refused() {
         assert_eq!(addresses(&assignments, name), Vec::<String>::new());
         assert_eq!(
             problem(&assignments, name),
-            Some(Problem::NotInAnyPool { address: ip(address) })
+            Some(Problem::NotInAnyPool {
+                address: ip(address)
+            })
         );
     }
 }
@@ -147,7 +151,10 @@ fn services_with_one_sharing_key_and_distinct_ports_share_an_address() {
     let pools = [pool("p", &["192.0.2.0/30"])];
     let services = [
         service("dns-udp").sharing("dns").ports(&[("UDP", 53)]),
-        service("dns-tcp").created(1).sharing("dns").ports(&[("TCP", 53)]),
+        service("dns-tcp")
+            .created(1)
+            .sharing("dns")
+            .ports(&[("TCP", 53)]),
         service("dns-udp-again")
             .created(2)
             .sharing("dns")
@@ -159,7 +166,10 @@ fn services_with_one_sharing_key_and_distinct_ports_share_an_address() {
     assert_eq!(addresses(&assignments, "dns-tcp"), ["192.0.2.0"]);
     assert_eq!(addresses(&assignments, "dns-udp-again"), ["192.0.2.1"]);
     assert_eq!(addresses(&assignments, "web"), ["192.0.2.2"]);
-    assert_eq!(assignments.pools["p"].allocated, 3, "a shared address counts once");
+    assert_eq!(
+        assignments.pools["p"].allocated, 3,
+        "a shared address counts once"
+    );
     assert_eq!(assignments.pools["p"].available(), 1);
 }
 
@@ -214,9 +224,9 @@ fn named_manual_and_unknown_pools() {
     ];
     let services = [
         service("any"),
-        service("named").from_pool("reserved"),
+        service("named").asking_for_pool("reserved"),
         service("picked").requesting("198.51.100.3"),
-        service("typo").from_pool("reserve"),
+        service("typo").asking_for_pool("reserve"),
     ];
     let assignments = allocate(&pools, &services, NONE.iter());
     assert_eq!(addresses(&assignments, "any"), ["192.0.2.0"]);
@@ -252,7 +262,7 @@ fn only_default_pools_serve_services_without_a_class() {
     assert_eq!(addresses(&assignments, "unclassed"), ["198.51.100.0"]);
     assert!(!assignments.services.contains_key(&key("foreign")));
 
-    let named = [service("unclassed").unclassed().from_pool("plain")];
+    let named = [service("unclassed").unclassed().asking_for_pool("plain")];
     let assignments = allocate(&with_default, &named, NONE.iter());
     assert_eq!(
         problem(&assignments, "unclassed"),
@@ -269,12 +279,19 @@ fn selectors_restrict_a_pool_to_some_services_and_namespaces() {
         pool("public", &["192.0.2.0/30"]).for_services("exposure", "public"),
         pool("team", &["198.51.100.0/30"]).for_namespaces("team", "shop"),
     ];
-    let namespaces = [namespace("shop", ("team", "shop")), namespace("lab", ("team", "lab"))];
+    let namespaces = [
+        namespace("shop", ("team", "shop")),
+        namespace("lab", ("team", "lab")),
+    ];
     let services = [
-        service("public").labelled("exposure", "public").from_pool("public"),
-        service("internal").from_pool("public"),
-        service("ours").from_pool("team"),
-        service("theirs").in_namespace("lab").from_pool("team"),
+        service("public")
+            .labelled("exposure", "public")
+            .asking_for_pool("public"),
+        service("internal").asking_for_pool("public"),
+        service("ours").asking_for_pool("team"),
+        service("theirs")
+            .in_namespace("lab")
+            .asking_for_pool("team"),
     ];
     let assignments = allocate(&pools, &services, &namespaces);
     assert_eq!(addresses(&assignments, "public"), ["192.0.2.0"]);
@@ -315,12 +332,19 @@ fn an_address_given_up_goes_to_its_next_owner_once_the_release_is_written() {
             holder: key("former"),
         })
     );
-    assert_eq!(addresses(&first, "auto"), ["192.0.2.0"], "skips the address being released");
+    assert_eq!(
+        addresses(&first, "auto"),
+        ["192.0.2.0"],
+        "skips the address being released"
+    );
     assert!(first.conflicts.is_empty());
 
     let settled = settle(&pools, &mut services, &[], 4);
     assert_eq!(addresses(&settled, "next"), ["192.0.2.1"]);
-    assert!(!settled.services.contains_key(&key("former")), "released for good");
+    assert!(
+        !settled.services.contains_key(&key("former")),
+        "released for good"
+    );
 }
 
 #[test]
@@ -349,11 +373,16 @@ fn dual_stack_services_get_one_address_per_family() {
         service("preferred")
             .created(1)
             .families("PreferDualStack", &["IPv4", "IPv6"])
-            .from_pool("v4"),
-        service("v6-only").created(2).families("SingleStack", &["IPv6"]),
+            .asking_for_pool("v4"),
+        service("v6-only")
+            .created(2)
+            .families("SingleStack", &["IPv6"]),
     ];
     let assignments = allocate(&pools, &services, NONE.iter());
-    assert_eq!(addresses(&assignments, "required"), ["2001:db8::", "192.0.2.0"]);
+    assert_eq!(
+        addresses(&assignments, "required"),
+        ["2001:db8::", "192.0.2.0"]
+    );
     assert_eq!(
         addresses(&assignments, "preferred"),
         ["192.0.2.1"],
@@ -394,7 +423,9 @@ fn avoided_addresses_are_never_given() {
     );
     assert_eq!(
         problem(&assignments, "zero"),
-        Some(Problem::NotInAnyPool { address: ip("192.0.3.0") })
+        Some(Problem::NotInAnyPool {
+            address: ip("192.0.3.0")
+        })
     );
 }
 
@@ -404,7 +435,7 @@ fn an_overlapping_pool_is_reported_and_serves_nothing() {
         pool("first", &["192.0.2.0/29"]).created(0),
         pool("second", &["192.0.2.4-192.0.2.10"]).created(1),
     ];
-    let services = [service("web").from_pool("second")];
+    let services = [service("web").asking_for_pool("second")];
     let assignments = allocate(&pools, &services, NONE.iter());
     let report = &assignments.pools["second"];
     assert!(matches!(
@@ -442,7 +473,9 @@ fn an_unreadable_request_keeps_what_the_service_holds() {
 #[test]
 fn a_changed_request_moves_the_service() {
     let pools = [pool("p", &["192.0.2.0/30"])];
-    let mut services = [service("web").requesting("192.0.2.3").holding(&["192.0.2.1"])];
+    let mut services = [service("web")
+        .requesting("192.0.2.3")
+        .holding(&["192.0.2.1"])];
     let assignments = settle(&pools, &mut services, &[], 3);
     assert_eq!(addresses(&assignments, "web"), ["192.0.2.3"]);
     assert_eq!(assignments.pools["p"].allocated, 1);
@@ -457,4 +490,59 @@ fn huge_ipv6_pools_saturate_their_counts() {
     let report = &assignments.pools["v6"];
     assert_eq!(report.capacity, 1 << 96);
     assert_eq!(report.available(), (1 << 96) - 1);
+}
+
+#[test]
+fn addresses_listed_by_other_implementations_are_never_given() {
+    let pools = [pool("p", &["192.0.2.0/31"])];
+    let services = [
+        service("theirs")
+            .class("example.com/lb")
+            .holding(&["192.0.2.0"]),
+        service("ours"),
+        service("asking").created(1).requesting("192.0.2.0"),
+    ];
+    let assignments = allocate(&pools, &services, NONE.iter());
+    assert_eq!(addresses(&assignments, "ours"), ["192.0.2.1"]);
+    assert_eq!(
+        problem(&assignments, "asking"),
+        Some(Problem::Taken {
+            address: ip("192.0.2.0"),
+            holder: key("theirs"),
+        })
+    );
+    assert!(
+        !assignments.services.contains_key(&key("theirs")),
+        "its status is not Ferry's to write"
+    );
+}
+
+#[test]
+fn no_new_sharer_joins_an_address_until_a_clashing_lister_let_go() {
+    let pools = [pool("p", &["192.0.2.0/31"])];
+    let services = [
+        service("former")
+            .of_type("ClusterIP")
+            .ports(&[("UDP", 53)])
+            .holding(&["192.0.2.0"]),
+        service("kept")
+            .sharing("dns")
+            .ports(&[("TCP", 53)])
+            .holding(&["192.0.2.0"]),
+        service("joining")
+            .created(1)
+            .sharing("dns")
+            .ports(&[("UDP", 53)])
+            .requesting("192.0.2.0"),
+    ];
+    let assignments = allocate(&pools, &services, NONE.iter());
+    assert_eq!(addresses(&assignments, "kept"), ["192.0.2.0"]);
+    assert_eq!(
+        problem(&assignments, "joining"),
+        Some(Problem::Releasing {
+            address: ip("192.0.2.0"),
+            holder: key("former"),
+        }),
+        "UDP/53 on 192.0.2.0 is still the former Service's"
+    );
 }

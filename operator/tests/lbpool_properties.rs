@@ -69,8 +69,18 @@ fn address_text() -> impl Strategy<Value = String> {
 fn service_strategy() -> impl Strategy<Value = Service> {
     let shape = (
         0..6i64,
-        prop::sample::select(vec!["LoadBalancer", "LoadBalancer", "LoadBalancer", "ClusterIP"]),
-        prop::sample::select(vec![Some(LOAD_BALANCER_CLASS), Some(LOAD_BALANCER_CLASS), None, Some("example.com/lb")]),
+        prop::sample::select(vec![
+            "LoadBalancer",
+            "LoadBalancer",
+            "LoadBalancer",
+            "ClusterIP",
+        ]),
+        prop::sample::select(vec![
+            Some(LOAD_BALANCER_CLASS),
+            Some(LOAD_BALANCER_CLASS),
+            None,
+            Some("example.com/lb"),
+        ]),
         prop::sample::select(vec![
             ("SingleStack", vec!["IPv4"]),
             ("SingleStack", vec!["IPv4"]),
@@ -99,7 +109,7 @@ fn service_strategy() -> impl Strategy<Value = Service> {
                 service = service.requesting(&v4(offset));
             }
             if let Some(pool) = pool {
-                service = service.from_pool(&format!("pool-{pool}"));
+                service = service.asking_for_pool(&format!("pool-{pool}"));
             }
             if let Some(key) = key {
                 service = service.sharing(key);
@@ -127,7 +137,12 @@ fn services() -> impl Strategy<Value = Vec<Service>> {
 }
 
 fn annotation<'a>(service: &'a Service, name: &str) -> Option<&'a str> {
-    service.metadata.annotations.as_ref()?.get(name).map(String::as_str)
+    service
+        .metadata
+        .annotations
+        .as_ref()?
+        .get(name)
+        .map(String::as_str)
 }
 
 /// Whether two Services may list one address, by the documented rule.
@@ -139,7 +154,11 @@ fn may_share(a: &Service, b: &Service) -> bool {
     };
     let ports = |s: &Service| -> BTreeSet<(Option<String>, i32)> {
         let ports = s.spec.as_ref().and_then(|spec| spec.ports.clone());
-        ports.into_iter().flatten().map(|p| (p.protocol, p.port)).collect()
+        ports
+            .into_iter()
+            .flatten()
+            .map(|p| (p.protocol, p.port))
+            .collect()
     };
     key.is_some()
         && key == annotation(b, SHARING_ANNOTATION)

@@ -6,11 +6,11 @@
 //! uninstall hook) or `ferry-proxy cleanup` removes it.
 
 use std::io::IsTerminal;
-use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::net::{Ipv4Addr, SocketAddr};
 use std::process::ExitCode;
 use std::sync::Arc;
 
-use ferry_proxy::config::{Command, Config, LogFormat, Mode, Source};
+use ferry_proxy::config::{Announcement, Command, Config, LogFormat, Mode, Source};
 use ferry_proxy::conntrack::{ConntrackError, NetlinkConntrack};
 use ferry_proxy::dataplane::{
     self, CleanupError, ConnectionStats, Dataplane, IpvsDataplane, IpvsEdges, NftablesDataplane,
@@ -88,29 +88,29 @@ fn init_tracing(format: LogFormat) {
     }
 }
 
-/// Whether 127.0.0.1 serves NodePorts (needs route_localnet; see `ModelConfig`).
-fn loopback_node_ports(config: &Config) -> bool {
-    let cidrs = config.model.node_port_addresses.iter().flatten();
-    cidrs
-        .into_iter()
-        .any(|cidr| cidr.contains(&IpAddr::V4(Ipv4Addr::LOCALHOST)) && cidr.prefix_len() >= 8)
+/// IPVS, or `None` on a kernel without it.
+async fn ipvs_if_available() -> Result<Option<NetlinkIpvs>, MainError> {
+    match NetlinkIpvs::connect().await {
+        Ok(ipvs) => Ok(Some(ipvs)),
+        Err(IpvsError::Unavailable) => Ok(None),
+        Err(error) => Err(error.into()),
+    }
 }
 
 async fn cleanup(config: &Config) -> Result<(), MainError> {
-    let ipvs = match NetlinkIpvs::connect().await {
-        Ok(ipvs) => Some(ipvs),
-        Err(IpvsError::Unavailable) => None,
-        Err(error) => return Err(error.into()),
-    };
+    let ipvs = ipvs_if_available().await?;
     let link = NetlinkLink::connect()?;
     let mut nft = NetlinkDataplane::open()?;
-    let loopback = loopback_node_ports(config);
+    let loopback = config.loopback_node_ports();
     dataplane::cleanup(ipvs.as_ref(), &link, &mut nft, loopback).await?;
     Ok(())
 }
 
 async fn run(config: Config) -> Result<(), MainError> {
     info!(mode = ?config.mode, node = %config.node_name, "ferry-proxy starts");
+    if config.load_balancer_announcement == Announcement::L2 {
+        warn!("loadBalancerAnnouncement l2: this build does not announce LoadBalancer IPs yet");
+    }
     let metrics = Arc::new(Metrics::new());
     let health = Arc::new(Health::new(config.sync_period));
     let settings = IntakeSettings {
@@ -123,7 +123,7 @@ async fn run(config: Config) -> Result<(), MainError> {
     start_source(&config, tracker.clone(), metrics.clone()).await?;
 
     let sysctl = NodeSysctl::new(&config.sysctl_root);
-    let loopback = loopback_node_ports(&config);
+    let loopback = config.loopback_node_ports();
     let desired = SharedDesired::default();
     let context = SyncContext {
         tracker,
@@ -157,6 +157,7 @@ async fn run(config: Config) -> Result<(), MainError> {
             serve(&config, dataplane, context, Some(hook), stopping).await?;
         }
         Mode::Nftables => {
+            remove_ipvs_leftovers(loopback).await?;
             dataplane::apply_sysctls(&sysctl, config.mode, false, loopback)?;
             let cidrs = config.model.cluster_cidrs.clone();
             let dataplane = NftablesDataplane::new(nft, conntrack, cidrs, metrics.clone());
@@ -167,6 +168,19 @@ async fn run(config: Config) -> Result<(), MainError> {
         info!("cleanupOnExit: removing Ferry's kernel state");
         cleanup(&config).await?;
     }
+    Ok(())
+}
+
+/// On a node that ran the IPVS mode (`ferry-ipvs0` exists), its virtual servers and
+/// addresses would keep taking traffic next to the nftables table.
+async fn remove_ipvs_leftovers(loopback: bool) -> Result<(), MainError> {
+    let link = NetlinkLink::connect()?;
+    if let Err(LinkError::LinkNotFound) = link.list_addresses().await {
+        return Ok(());
+    }
+    info!("the node ran the IPVS mode: removing its virtual servers and ferry-ipvs0");
+    let ipvs = ipvs_if_available().await?;
+    dataplane::remove_ipvs_mode(ipvs.as_ref(), &link, loopback).await?;
     Ok(())
 }
 

@@ -3,7 +3,7 @@
 
 mod sync_support;
 
-use ferry_proxy::dataplane::cleanup;
+use ferry_proxy::dataplane::{cleanup, remove_ipvs_mode};
 use ferry_proxy::ipvs::{FakeIpvs, Ipvs};
 use ferry_proxy::link::Link;
 use ferry_proxy::model::types::Protocol::Tcp;
@@ -68,4 +68,25 @@ async fn a_kernel_without_ipvs_is_cleaned_of_the_rest() {
         .unwrap();
     assert!(!kernel.link.exists());
     assert!(kernel.ipvs.list_virtual_servers().await.unwrap().is_empty());
+}
+
+#[tokio::test(start_paused = true)]
+async fn switching_to_nftables_mode_removes_the_ipvs_modes_state() {
+    let proxy = Proxy::ipvs(Kernel::default());
+    proxy.list(
+        vec![service("web", "10.96.0.10", (Tcp, 80), |_| {})],
+        vec![slice("web", (Tcp, 8080), &["10.244.1.2"])],
+    );
+    settle().await;
+    let kernel = proxy.stop().await;
+
+    remove_ipvs_mode(Some(&*kernel.ipvs), &*kernel.link, false)
+        .await
+        .unwrap();
+    assert!(kernel.ipvs.snapshot().is_empty());
+    assert!(!kernel.link.exists());
+    assert!(
+        kernel.nft.has_table(),
+        "the table is the nftables mode's to replace"
+    );
 }

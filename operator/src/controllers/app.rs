@@ -154,7 +154,7 @@ async fn reconcile_app(app: &App, ctx: &Context) -> Result<Action, Error> {
         .ok_or_else(|| Error::MissingMetadata(app.name_any()))?;
     ctx.caches_synced().await?;
     let now = Timestamp::now();
-    let observed = observe::observe(ctx, app, now)?;
+    let observed = observe::observe(ctx, app, now).await?;
     let plan = plan(app, &observed);
     let report = execute::execute(ctx, app, plan.actions).await;
     for notice in &plan.notices {

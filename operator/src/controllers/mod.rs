@@ -5,6 +5,7 @@
 pub mod app;
 pub mod autoscaler;
 mod expectations;
+pub mod lbpool;
 
 use kube::runtime::reflector::store::WriterDropped;
 

@@ -76,7 +76,10 @@ impl AddressRange {
             return Ok(AddressRange::between(first, last));
         }
         let network: IpNet = text.trim().parse().map_err(|_| unreadable())?;
-        Ok(AddressRange::between(network.network(), network.broadcast()))
+        Ok(AddressRange::between(
+            network.network(),
+            network.broadcast(),
+        ))
     }
 
     /// The addresses from `first` to `last`; both of one family, `first <= last`.
@@ -93,7 +96,8 @@ impl AddressRange {
     }
 
     pub fn contains(&self, address: IpAddr) -> bool {
-        Family::of(address) == self.family && (self.first..=self.last).contains(&to_integer(address))
+        Family::of(address) == self.family
+            && (self.first..=self.last).contains(&to_integer(address))
     }
 
     pub fn overlaps(&self, other: &AddressRange) -> bool {
@@ -119,7 +123,13 @@ impl AddressRange {
 
     /// IPv4 addresses in the range whose last octet is `octet`.
     fn count_ending_in(&self, octet: u128) -> u128 {
-        let up_to = |end: u128| if end < octet { 0 } else { (end - octet) / 256 + 1 };
+        let up_to = |end: u128| {
+            if end < octet {
+                0
+            } else {
+                (end - octet) / 256 + 1
+            }
+        };
         let before_first = self.first.checked_sub(1).map_or(0, up_to);
         up_to(self.last) - before_first
     }
@@ -148,7 +158,9 @@ pub fn merge(mut ranges: Vec<AddressRange>) -> Vec<AddressRange> {
     let mut merged: Vec<AddressRange> = Vec::with_capacity(ranges.len());
     for range in ranges {
         match merged.last_mut() {
-            Some(previous) if previous.touches(&range) => previous.last = previous.last.max(range.last),
+            Some(previous) if previous.touches(&range) => {
+                previous.last = previous.last.max(range.last)
+            }
             _ => merged.push(range),
         }
     }
@@ -220,7 +232,11 @@ mod tests {
         assert_eq!(range("192.0.2.250-192.0.3.5").size(true), 12 - 2);
         assert_eq!(range("192.0.2.1-192.0.2.254").size(true), 254);
         assert_eq!(range("0.0.0.0-0.0.0.0").size(true), 0);
-        assert_eq!(range("2001:db8::/120").size(true), 256, "IPv6 has no such quirk");
+        assert_eq!(
+            range("2001:db8::/120").size(true),
+            256,
+            "IPv6 has no such quirk"
+        );
     }
 
     #[test]
@@ -235,7 +251,11 @@ mod tests {
         let shown: Vec<String> = merged.iter().map(ToString::to_string).collect();
         assert_eq!(
             shown,
-            ["192.0.2.0-192.0.2.21", "192.0.2.30", "2001:db8::-2001:db8::3"]
+            [
+                "192.0.2.0-192.0.2.21",
+                "192.0.2.30",
+                "2001:db8::-2001:db8::3"
+            ]
         );
     }
 

@@ -4,10 +4,10 @@
 //! One round, Services in order of creation (then namespace/name):
 //! 1. Holders keep: each Service keeps the addresses its status lists while they still fit
 //!    its request. Two Services listing one address they cannot share: the first keeps it.
-//! 2. What no one keeps stays blocked for this round: a new owner gets it only after the
-//!    status that gives it up is written, so no address is ever listed by two Services that
-//!    may not share it, whatever order the status writes land in. Addresses that Services of
-//!    other load-balancer classes list stay blocked for good.
+//! 2. An address a status lists but will not keep is closed to newcomers (sharers too) for
+//!    this round: they get it after the status that gives it up is written, so no address is
+//!    ever listed by two Services that may not share it, whatever order the writes land in.
+//!    Addresses that Services of other load-balancer classes list stay closed for good.
 //! 3. Requested addresses (`ferry.dev/loadbalancer-ips`, `spec.loadBalancerIP`).
 //! 4. Automatic addresses: the oldest pool first, the lowest free address first.
 
@@ -15,7 +15,6 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::net::IpAddr;
 
 use k8s_openapi::api::core::v1::{Namespace, Service};
-use tracing::debug;
 
 use super::addresses::Family;
 use super::outcome::{Assigned, Assignments, Conflict, Outcome, PoolNames, PoolReport, Problem};
@@ -59,14 +58,14 @@ pub fn allocate<'a>(
     for index in 0..claimants.len() {
         round.keep_held(index);
     }
-    for claimant in &claimants {
-        round.block(&claimant.held, || Slot::Releasing(claimant.key.clone()));
+    for index in 0..claimants.len() {
+        round.block_unkept(index);
     }
     for (key, held) in &leaving {
-        round.block(held, || Slot::Releasing(key.clone()));
+        round.block(held, Lister::Releasing(key.clone()));
     }
     for (key, held) in &foreign {
-        round.block(held, || Slot::Foreign(key.clone()));
+        round.block(held, Lister::Foreign(key.clone()));
     }
     for index in 0..claimants.len() {
         round.grant_requested(index);
@@ -77,21 +76,28 @@ pub fn allocate<'a>(
     round.finish(leaving.into_iter().map(|(key, _)| key))
 }
 
-/// Who an address belongs to during the round.
-enum Slot {
+/// Who lists an address during the round.
+#[derive(Default)]
+struct Slot {
     /// Claimants (by index) whose statuses will list it.
-    Used(Vec<usize>),
-    /// Listed in this Service's status, which will stop listing it.
+    users: Vec<usize>,
+    /// A Service whose status lists the address but will not keep it (or is another
+    /// implementation's): until that changes, no one new may use the address, sharer or not.
+    lister: Option<Lister>,
+}
+
+#[derive(Clone)]
+enum Lister {
+    /// Ferry will write a status without the address.
     Releasing(ServiceKey),
-    /// Listed by a Service of another load-balancer class.
+    /// A Service of another load-balancer class.
     Foreign(ServiceKey),
 }
 
 /// Why a claimant cannot have an address.
 enum Blocker {
     User(usize),
-    Releasing(ServiceKey),
-    Foreign(ServiceKey),
+    Lister(Lister),
 }
 
 struct Round<'r, 'a> {
@@ -112,7 +118,13 @@ impl<'r, 'a> Round<'r, 'a> {
             granted: vec![Vec::new(); claimants.len()],
             problems: claimants
                 .iter()
-                .map(|c| c.wish.as_ref().err().cloned().map(Problem::UnreadableRequest))
+                .map(|c| {
+                    c.wish
+                        .as_ref()
+                        .err()
+                        .cloned()
+                        .map(Problem::UnreadableRequest)
+                })
                 .collect(),
             conflicts: BTreeSet::new(),
         }
@@ -127,8 +139,8 @@ impl<'r, 'a> Round<'r, 'a> {
             match self.blocker(index, address) {
                 None => self.grant(index, address, pool),
                 Some(Blocker::User(holder)) => self.record_conflict(address, holder, index),
-                // Nothing else is blocked before every holder had its turn.
-                Some(Blocker::Releasing(_) | Blocker::Foreign(_)) => {}
+                // Listers are recorded only after every holder had its turn.
+                Some(Blocker::Lister(_)) => {}
             }
         }
     }
@@ -155,10 +167,23 @@ impl<'r, 'a> Round<'r, 'a> {
         fits.then_some(pool)
     }
 
-    /// Marks the addresses no claimant kept as taken by `slot` for the rest of the round.
-    fn block(&mut self, held: &[IpAddr], slot: impl Fn() -> Slot) {
-        for &address in held {
-            self.slots.entry(address).or_insert_with(&slot);
+    /// Records the claimant's held addresses it does not keep as being released.
+    fn block_unkept(&mut self, index: usize) {
+        let claimant = &self.claimants[index];
+        let unkept: Vec<IpAddr> = claimant
+            .held
+            .iter()
+            .copied()
+            .filter(|address| !self.granted[index].iter().any(|a| a.address == *address))
+            .collect();
+        self.block(&unkept, Lister::Releasing(claimant.key.clone()));
+    }
+
+    /// Bars new users from addresses `lister` lists, for the rest of the round.
+    fn block(&mut self, listed: &[IpAddr], lister: Lister) {
+        for &address in listed {
+            let slot = self.slots.entry(address).or_default();
+            slot.lister.get_or_insert_with(|| lister.clone());
         }
     }
 
@@ -195,8 +220,12 @@ impl<'r, 'a> Round<'r, 'a> {
                 let holder = self.claimants[holder].key.clone();
                 Err(Problem::Taken { address, holder })
             }
-            Some(Blocker::Releasing(holder)) => Err(Problem::Releasing { address, holder }),
-            Some(Blocker::Foreign(holder)) => Err(Problem::Taken { address, holder }),
+            Some(Blocker::Lister(Lister::Releasing(holder))) => {
+                Err(Problem::Releasing { address, holder })
+            }
+            Some(Blocker::Lister(Lister::Foreign(holder))) => {
+                Err(Problem::Taken { address, holder })
+            }
         }
     }
 
@@ -223,11 +252,11 @@ impl<'r, 'a> Round<'r, 'a> {
                 self.problems[index].get_or_insert(problem);
             }
         }
-        if let Some(family) = claimant.families.optional {
-            if !self.has_family(index, family) {
-                // PreferDualStack: a missing second family is not a problem.
-                self.grant_free(index, family, &pools).ok();
-            }
+        if let Some(family) = claimant.families.optional
+            && !self.has_family(index, family)
+        {
+            // PreferDualStack: a missing second family is not a problem.
+            self.grant_free(index, family, &pools).ok();
         }
     }
 
@@ -235,7 +264,9 @@ impl<'r, 'a> Round<'r, 'a> {
     fn automatic_pools(&self, claimant: &Claimant, wish: &Wish) -> Result<Vec<&'r Pool>, Problem> {
         let Some(name) = &wish.pool else {
             let admitting = self.pools.usable().filter(|pool| pool.auto_assign());
-            return Ok(admitting.filter(|pool| pool.admits(claimant).is_ok()).collect());
+            return Ok(admitting
+                .filter(|pool| pool.admits(claimant).is_ok())
+                .collect());
         };
         let pool = self
             .pools
@@ -245,7 +276,12 @@ impl<'r, 'a> Round<'r, 'a> {
         Ok(vec![pool])
     }
 
-    fn grant_free(&mut self, index: usize, family: Family, pools: &[&'r Pool]) -> Result<(), Problem> {
+    fn grant_free(
+        &mut self,
+        index: usize,
+        family: Family,
+        pools: &[&'r Pool],
+    ) -> Result<(), Problem> {
         let offering: Vec<&'r Pool> = pools
             .iter()
             .copied()
@@ -279,31 +315,23 @@ impl<'r, 'a> Round<'r, 'a> {
     /// What keeps the claimant from using `address`, if anything: a user it cannot share
     /// with, or a Service that still lists the address.
     fn blocker(&self, index: usize, address: IpAddr) -> Option<Blocker> {
-        match self.slots.get(&address)? {
-            Slot::Releasing(holder) => Some(Blocker::Releasing(holder.clone())),
-            Slot::Foreign(holder) => Some(Blocker::Foreign(holder.clone())),
-            Slot::Used(users) => {
-                let sharing = &self.claimants[index].sharing;
-                users
-                    .iter()
-                    .find(|&&user| !self.claimants[user].sharing.allows(sharing))
-                    .map(|&user| Blocker::User(user))
-            }
+        let slot = self.slots.get(&address)?;
+        if let Some(lister) = &slot.lister {
+            return Some(Blocker::Lister(lister.clone()));
         }
+        let sharing = &self.claimants[index].sharing;
+        slot.users
+            .iter()
+            .find(|&&user| !self.claimants[user].sharing.allows(sharing))
+            .map(|&user| Blocker::User(user))
     }
 
     fn grant(&mut self, index: usize, address: IpAddr, pool: &Pool) {
-        debug!(service = %self.claimants[index].key, %address, pool = pool.name(), "granted");
         self.granted[index].push(Assigned {
             address,
             pool: pool.name().to_owned(),
         });
-        match self.slots.get_mut(&address) {
-            Some(Slot::Used(users)) => users.push(index),
-            _ => {
-                self.slots.insert(address, Slot::Used(vec![index]));
-            }
-        }
+        self.slots.entry(address).or_default().users.push(index);
     }
 
     fn record_conflict(&mut self, address: IpAddr, holder: usize, claimant: usize) {
@@ -317,7 +345,10 @@ impl<'r, 'a> Round<'r, 'a> {
     fn finish(self, leaving: impl Iterator<Item = ServiceKey>) -> Assignments {
         let mut in_use: BTreeMap<&str, BTreeSet<IpAddr>> = BTreeMap::new();
         for assigned in self.granted.iter().flatten() {
-            in_use.entry(&assigned.pool).or_default().insert(assigned.address);
+            in_use
+                .entry(&assigned.pool)
+                .or_default()
+                .insert(assigned.address);
         }
         let pools = self
             .pools

@@ -19,7 +19,10 @@ pub enum PoolProblem {
     #[error(transparent)]
     Addresses(#[from] AddressError),
     #[error("{field} cannot be read: {message}")]
-    Selector { field: &'static str, message: String },
+    Selector {
+        field: &'static str,
+        message: String,
+    },
     #[error("{mine} overlaps {theirs} of the older pool {other}")]
     Overlap {
         other: String,
@@ -81,7 +84,10 @@ impl Pool {
                 }
             }
         }
-        let mut selector = |field, selector: &Option<LabelSelector>| match selector.clone().map(Selector::try_from) {
+        let mut selector = |field, selector: &Option<LabelSelector>| match selector
+            .clone()
+            .map(Selector::try_from)
+        {
             None => Selector::default(),
             Some(Ok(selector)) => selector,
             Some(Err(error)) => {
@@ -200,13 +206,17 @@ impl Pools {
             }
             let (older, rest) = all.split_at_mut(newer);
             let pool = &mut rest[0];
-            let clash = older.iter().filter(|older| older.is_valid()).find_map(|older| {
-                pool.overlap(older).map(|(mine, theirs)| PoolProblem::Overlap {
-                    other: older.name.clone(),
-                    mine,
-                    theirs,
-                })
-            });
+            let clash = older
+                .iter()
+                .filter(|older| older.is_valid())
+                .find_map(|older| {
+                    pool.overlap(older)
+                        .map(|(mine, theirs)| PoolProblem::Overlap {
+                            other: older.name.clone(),
+                            mine,
+                            theirs,
+                        })
+                });
             pool.problem = clash;
         }
         Pools { all }
@@ -296,7 +306,10 @@ mod tests {
             ]
         );
         assert_eq!(
-            pools.named("young").and_then(Pool::problem).map(PoolProblem::reason),
+            pools
+                .named("young")
+                .and_then(Pool::problem)
+                .map(PoolProblem::reason),
             Some("Overlap")
         );
     }

@@ -122,6 +122,7 @@ pub enum Standing<'a> {
 }
 
 impl<'a> Standing<'a> {
+    /// How Ferry stands to `service`, given its namespace's labels and the pools.
     pub fn of(
         service: &'a Service,
         namespace_labels: Option<&'a BTreeMap<String, String>>,
@@ -131,23 +132,12 @@ impl<'a> Standing<'a> {
             return Standing::Unrelated;
         };
         let held = held_addresses(service);
-        let in_pools = |held: Vec<IpAddr>| -> Vec<IpAddr> {
-            held.into_iter().filter(|a| pools.covers(*a)).collect()
-        };
         let spec = service.spec.as_ref();
         let wants_load_balancer = spec.and_then(|s| s.type_.as_deref()) == Some("LoadBalancer");
-        let sets_class = match spec.and_then(|s| s.load_balancer_class.as_deref()) {
-            Some(LOAD_BALANCER_CLASS) => true,
-            Some(_) if wants_load_balancer => {
-                let listed = in_pools(held);
-                if listed.is_empty() {
-                    return Standing::Unrelated;
-                }
-                return Standing::Foreign(key, listed);
-            }
-            _ => false,
-        };
-        let served = wants_load_balancer && (sets_class || pools.serve_unclassed());
+        let class = spec.and_then(|s| s.load_balancer_class.as_deref());
+        let sets_class = class == Some(LOAD_BALANCER_CLASS);
+        let foreign = wants_load_balancer && class.is_some() && !sets_class;
+        let served = wants_load_balancer && !foreign && (sets_class || pools.serve_unclassed());
         if let Some(spec) = spec.filter(|_| served) {
             let families = families(spec);
             return Standing::Served(Claimant {
@@ -162,11 +152,11 @@ impl<'a> Standing<'a> {
                 key,
             });
         }
-        let ours = in_pools(held);
-        if ours.is_empty() {
-            Standing::Unrelated
-        } else {
-            Standing::Leaving(key, ours)
+        let listed: Vec<IpAddr> = held.into_iter().filter(|a| pools.covers(*a)).collect();
+        match (listed.is_empty(), foreign) {
+            (true, _) => Standing::Unrelated,
+            (false, true) => Standing::Foreign(key, listed),
+            (false, false) => Standing::Leaving(key, listed),
         }
     }
 }
@@ -178,7 +168,11 @@ fn held_addresses(service: &Service) -> Vec<IpAddr> {
         .and_then(|s| s.load_balancer.as_ref())
         .and_then(|lb| lb.ingress.as_ref());
     let mut held: Vec<IpAddr> = Vec::new();
-    for address in ingress.into_iter().flatten().filter_map(|i| i.ip.as_ref()?.parse().ok()) {
+    for address in ingress
+        .into_iter()
+        .flatten()
+        .filter_map(|i| i.ip.as_ref()?.parse().ok())
+    {
         if !held.contains(&address) {
             held.push(address);
         }
@@ -312,7 +306,9 @@ mod tests {
     fn claimant(spec: serde_json::Value, annotations: serde_json::Value) -> (Wish, Families) {
         let service = service(spec, annotations);
         match standing(&service) {
-            Standing::Served(claimant) => (claimant.wish.expect("a readable wish"), claimant.families),
+            Standing::Served(claimant) => {
+                (claimant.wish.expect("a readable wish"), claimant.families)
+            }
             other => panic!("not served: {other:?}"),
         }
     }
@@ -356,11 +352,17 @@ mod tests {
         );
         let single = json!({ "type": "LoadBalancer", "loadBalancerClass": OURS });
         assert_eq!(
-            refusal(single.clone(), json!({ "ferry.dev/loadbalancer-ips": "192.0.2.7,192.0.2.8" })),
+            refusal(
+                single.clone(),
+                json!({ "ferry.dev/loadbalancer-ips": "192.0.2.7,192.0.2.8" })
+            ),
             "more than one IPv4 address is requested"
         );
         assert_eq!(
-            refusal(single.clone(), json!({ "ferry.dev/loadbalancer-ips": "2001:db8::1" })),
+            refusal(
+                single.clone(),
+                json!({ "ferry.dev/loadbalancer-ips": "2001:db8::1" })
+            ),
             "2001:db8::1 is IPv6, which the Service's ipFamilies and ipFamilyPolicy leave out"
         );
         assert_eq!(
@@ -378,15 +380,24 @@ mod tests {
         assert_eq!(families("SingleStack").required, [Family::V6]);
         assert_eq!(
             families("PreferDualStack"),
-            Families { required: vec![Family::V6], optional: Some(Family::V4) }
+            Families {
+                required: vec![Family::V6],
+                optional: Some(Family::V4)
+            }
         );
-        assert_eq!(families("RequireDualStack").required, [Family::V6, Family::V4]);
+        assert_eq!(
+            families("RequireDualStack").required,
+            [Family::V6, Family::V4]
+        );
     }
 
     #[test]
     fn other_classes_are_foreign_and_former_load_balancers_leave() {
         let held = json!({ "loadBalancer": { "ingress": [{ "ip": "192.0.2.1" }] } });
-        let mut other = service(json!({ "type": "LoadBalancer", "loadBalancerClass": "example.com/lb" }), json!({}));
+        let mut other = service(
+            json!({ "type": "LoadBalancer", "loadBalancerClass": "example.com/lb" }),
+            json!({}),
+        );
         other.status = serde_json::from_value(json!(held)).ok();
         let mut former = service(json!({ "type": "ClusterIP" }), json!({}));
         former.status = serde_json::from_value(json!(held)).ok();
@@ -395,7 +406,10 @@ mod tests {
             "metadata": { "name": "p" }, "spec": { "addresses": ["192.0.2.0/24"] },
         }))
         .expect("a pool")]);
-        assert!(matches!(Standing::of(&other, None, &pools), Standing::Foreign(..)));
+        assert!(matches!(
+            Standing::of(&other, None, &pools),
+            Standing::Foreign(..)
+        ));
         assert!(matches!(
             Standing::of(&former, None, &pools),
             Standing::Leaving(_, addresses) if addresses == ["192.0.2.1".parse::<IpAddr>().unwrap()]

@@ -1,9 +1,11 @@
 //! The test harness: a namespace per test, an operator that manages only that namespace
 //! (started from the built binary, so a test can kill and restart it), and polling helpers.
 //!
-//! With `FERRY_E2E_OPERATOR_DEPLOYED=1` the operator already running in the cluster is used
-//! instead, and "restarting" it deletes its pods (selected by `FERRY_E2E_OPERATOR_SELECTOR`
-//! in `FERRY_E2E_OPERATOR_NAMESPACE`).
+//! With `FERRY_E2E_OPERATOR_DEPLOYED=1` the operator already running is used instead. Killing
+//! and restarting it runs `FERRY_E2E_OPERATOR_RESTART` (a shell command) if set; else, when
+//! `e2e/operator/start` recorded its pid, SIGKILLs that process and runs the script again;
+//! else deletes its pods (selected by `FERRY_E2E_OPERATOR_SELECTOR` in
+//! `FERRY_E2E_OPERATOR_NAMESPACE`) for their Deployment to replace.
 
 use std::fs::File;
 use std::future::Future;
@@ -72,8 +74,14 @@ impl Harness {
 
     /// Kills the operator without letting it finish anything, then starts it again.
     pub async fn kill_and_restart_operator(&mut self) {
-        self.operator.kill(&self.client).await;
-        self.operator = Operator::start(&self.namespace);
+        match &mut self.operator {
+            Operator::Local { child, .. } => {
+                let _ = child.kill();
+                let _ = child.wait();
+                self.operator = Operator::start(&self.namespace);
+            }
+            Operator::Deployed { .. } => restart_deployed(&self.client).await,
+        }
     }
 
     pub async fn create(&self, app: Value) -> App {
@@ -320,34 +328,46 @@ impl Operator {
         Operator::Local { child, log }
     }
 
-    async fn kill(&mut self, client: &Client) {
-        match self {
-            Operator::Local { child, .. } => {
-                let _ = child.kill();
-                let _ = child.wait();
-            }
-            Operator::Deployed { .. } => {
-                let namespace = std::env::var("FERRY_E2E_OPERATOR_NAMESPACE")
-                    .unwrap_or_else(|_| "ferry-system".into());
-                let selector = std::env::var("FERRY_E2E_OPERATOR_SELECTOR")
-                    .unwrap_or_else(|_| "app.kubernetes.io/name=ferry-operator".into());
-                let pods = Api::<Pod>::namespaced(client.clone(), &namespace);
-                let params = DeleteParams {
-                    grace_period_seconds: Some(0),
-                    ..DeleteParams::default()
-                };
-                pods.delete_collection(&params, &ListParams::default().labels(&selector))
-                    .await
-                    .expect("delete the operator pods");
-            }
-        }
-    }
-
     fn log(&self) -> &PathBuf {
         match self {
             Operator::Local { log, .. } | Operator::Deployed { log } => log,
         }
     }
+}
+
+/// Kills and restarts an operator this harness did not start (see the module doc).
+async fn restart_deployed(client: &Client) {
+    let repository = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..");
+    let pid_file = repository.join("e2e/.work/pids/ferry-operator.pid");
+    if let Ok(command) = std::env::var("FERRY_E2E_OPERATOR_RESTART") {
+        run_shell(&command);
+    } else if let Ok(pid) = std::fs::read_to_string(&pid_file) {
+        run_shell(&format!("kill -KILL {}", pid.trim()));
+        let start = repository.join("e2e/operator/start");
+        let binary = repository.join("target/release/ferry-operator");
+        run_shell(&format!("{} {}", start.display(), binary.display()));
+    } else {
+        let namespace =
+            std::env::var("FERRY_E2E_OPERATOR_NAMESPACE").unwrap_or_else(|_| "ferry-system".into());
+        let selector = std::env::var("FERRY_E2E_OPERATOR_SELECTOR")
+            .unwrap_or_else(|_| "app.kubernetes.io/name=ferry-operator".into());
+        let pods = Api::<Pod>::namespaced(client.clone(), &namespace);
+        let params = DeleteParams {
+            grace_period_seconds: Some(0),
+            ..DeleteParams::default()
+        };
+        pods.delete_collection(&params, &ListParams::default().labels(&selector))
+            .await
+            .expect("delete the operator pods");
+    }
+}
+
+fn run_shell(command: &str) {
+    let status = Command::new("bash")
+        .args(["-c", command])
+        .status()
+        .expect("run bash");
+    assert!(status.success(), "{command:?} failed: {status}");
 }
 
 impl Drop for Operator {

@@ -224,13 +224,28 @@ async fn a_paused_app_holds_its_rollout_until_resumed() {
         })
         .await;
     assert_eq!(app.status.unwrap().updated_replicas, 0);
-    tokio::time::sleep(Duration::from_secs(5)).await;
-    assert!(
-        h.live_pods("web")
-            .await
-            .iter()
-            .all(|p| image_of(p) == WEB_V1),
-        "a paused App started new pods"
+    // A pod lost while paused comes back from the last completed template.
+    let victim = h.live_pods("web").await[0].name_any();
+    h.api::<Pod>()
+        .delete(&victim, &DeleteParams::default())
+        .await
+        .expect("delete a pod");
+    eventually("a v1 replacement", READY, || async {
+        let pods = h.live_pods("web").await;
+        let replaced = pods.len() == 2 && pods.iter().all(|p| p.name_any() != victim);
+        if replaced {
+            Ok(pods)
+        } else {
+            Err(format!("{} pods", pods.len()))
+        }
+    })
+    .await;
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let images: Vec<String> = h.live_pods("web").await.iter().map(image_of).collect();
+    assert_eq!(
+        images,
+        [WEB_V1, WEB_V1],
+        "a paused App started new-template pods"
     );
 
     h.patch("web", json!({ "spec": { "paused": false } })).await;

@@ -133,7 +133,7 @@ pub trait ServiceFixture {
     fn labelled(self, key: &str, value: &str) -> Self;
     fn annotated(self, key: &str, value: &str) -> Self;
     fn requesting(self, addresses: &str) -> Self;
-    fn from_pool(self, pool: &str) -> Self;
+    fn asking_for_pool(self, pool: &str) -> Self;
     fn sharing(self, key: &str) -> Self;
     fn legacy_ip(self, address: &str) -> Self;
     fn unclassed(self) -> Self;
@@ -176,7 +176,7 @@ impl ServiceFixture for Service {
         self.annotated(ADDRESSES_ANNOTATION, addresses)
     }
 
-    fn from_pool(self, pool: &str) -> Self {
+    fn asking_for_pool(self, pool: &str) -> Self {
         self.annotated(POOL_ANNOTATION, pool)
     }
 

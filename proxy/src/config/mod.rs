@@ -5,7 +5,7 @@ mod cli;
 mod duration;
 mod file;
 
-use std::net::SocketAddr;
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::path::PathBuf;
 use std::str::FromStr;
 use std::time::Duration;
@@ -202,6 +202,17 @@ impl Config {
                 .unwrap_or_else(|| PathBuf::from("/proc/sys")),
             cleanup_on_exit: file.cleanup_on_exit.unwrap_or(false),
         })
+    }
+}
+
+impl Config {
+    /// Whether 127.0.0.1 serves NodePorts, which needs `route_localnet` (see [`ModelConfig`]).
+    pub fn loopback_node_ports(&self) -> bool {
+        let localhost = IpAddr::V4(Ipv4Addr::LOCALHOST);
+        let cidrs = self.model.node_port_addresses.iter().flatten();
+        cidrs
+            .into_iter()
+            .any(|cidr| cidr.prefix_len() >= 8 && cidr.contains(&localhost))
     }
 }
 
@@ -434,6 +445,19 @@ cleanupOnExit: false
             .unwrap_err()
             .to_string();
         assert!(mode.contains("userspace"), "{mode}");
+    }
+
+    #[test]
+    fn only_a_loopback_cidr_serves_node_ports_on_localhost() {
+        let serves = |cidrs: &str| {
+            resolve(&[&format!("--node-port-addresses={cidrs}")], "")
+                .unwrap()
+                .loopback_node_ports()
+        };
+        assert!(serves("127.0.0.1/32"));
+        assert!(serves("192.168.0.0/16,127.0.0.0/8"));
+        assert!(!serves("0.0.0.0/0"), "a wide CIDR does not open localhost");
+        assert!(!resolve(&[], "").unwrap().loopback_node_ports());
     }
 
     #[test]

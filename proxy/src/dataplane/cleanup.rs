@@ -36,20 +36,43 @@ pub async fn cleanup(
     nft: &mut impl NftDataplane,
     loopback_node_ports: bool,
 ) -> Result<(), CleanupError> {
-    let mut failures = Vec::new();
-    if let Some(ipvs) = ipvs
-        && let Err(error) = delete_owned_virtual_servers(ipvs, link, loopback_node_ports).await
-    {
-        failures.push(error);
-    }
-    if let Err(error) = link.delete_link().await {
-        failures.push(error.into());
-    }
+    let mut failures = remove_ipvs_mode(ipvs, link, loopback_node_ports)
+        .await
+        .err()
+        .map_or_else(Vec::new, |error| error.0);
     if let Err(error) = nft.apply(&Batch::remove_table()) {
         failures.push(error.into());
     }
     if failures.is_empty() {
-        info!("removed Ferry's IPVS virtual servers, ferry-ipvs0 and table inet ferry");
+        info!("removed Ferry's kernel state");
+        Ok(())
+    } else {
+        Err(CleanupError(failures))
+    }
+}
+
+/// Removes what only the IPVS mode installs (its virtual servers, `ferry-ipvs0`): all of
+/// the cleanup, and what the nftables mode clears at start on a node that ran the IPVS mode,
+/// whose virtual servers and addresses would still take traffic.
+pub async fn remove_ipvs_mode(
+    ipvs: Option<&impl Ipvs>,
+    link: &impl Link,
+    loopback_node_ports: bool,
+) -> Result<(), CleanupError> {
+    let mut failures = Vec::new();
+    match ipvs {
+        Some(ipvs) => {
+            if let Err(error) = delete_owned_virtual_servers(ipvs, link, loopback_node_ports).await
+            {
+                failures.push(error);
+            }
+        }
+        None => info!("this kernel has no IPVS, so no virtual server of Ferry's"),
+    }
+    if let Err(error) = link.delete_link().await {
+        failures.push(error.into());
+    }
+    if failures.is_empty() {
         Ok(())
     } else {
         Err(CleanupError(failures))

@@ -4,8 +4,9 @@
 //! A sync that reads the kernel lists every virtual server and bound address and diffs
 //! against that, so whatever is there (from a previous Ferry process, or drift) is adopted or
 //! repaired, never flushed. A partial sync trusts the state the previous sync left, kept by
-//! applying each successful op to it, except while real servers drain: their connection
-//! counters decide when they go, so then the kernel is read again.
+//! applying each successful op to it, except for the connection counters of real servers
+//! being retired or drained: they decide whether a real server goes now, so the real servers
+//! of those virtual servers (only those) are read again.
 //!
 //! Ops run in the diff's order. A failed op does not stop the others (one bad Service must
 //! not hold every other change back), but the ops that depend on it (later ops on the same

@@ -16,7 +16,7 @@ mod udp;
 
 use std::future::Future;
 
-pub use cleanup::{CleanupError, cleanup};
+pub use cleanup::{CleanupError, cleanup, remove_ipvs_mode};
 pub use connections::ConnectionStats;
 pub use helper::ruleset as ipvs_helper_ruleset;
 pub use ipvs::{IpvsDataplane, IpvsEdges};
@@ -107,7 +107,7 @@ fn op_kind(op: &crate::diff::Op) -> &'static str {
 
 /// Conntrack failures never fail a sync: a resync cannot bring the cleanup back (the kernel
 /// state it followed is already right), so they are logged and counted on their own.
-pub const CONNTRACK_ERROR_LABEL: &str = "conntrack";
+const CONNTRACK_ERROR_LABEL: &str = "conntrack";
 
 fn conntrack_failure(metrics: &crate::metrics::Metrics, error: &ConntrackError) {
     tracing::warn!(%error, "conntrack cleanup failed; stale UDP flows expire on their own");

@@ -140,7 +140,9 @@ impl Ipvs for FakeIpvs {
         &self,
         key: VirtualServerKey,
     ) -> Result<BTreeMap<RealServerKey, ObservedRealServer>, IpvsError> {
-        Ok(virtual_server_mut(&mut self.lock(), key)?.real_servers.clone())
+        Ok(virtual_server_mut(&mut self.lock(), key)?
+            .real_servers
+            .clone())
     }
 
     async fn list_stats(

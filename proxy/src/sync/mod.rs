@@ -13,7 +13,7 @@ use std::time::SystemTime;
 
 use tokio::sync::RwLock;
 use tokio::time::Instant;
-use tracing::{Instrument, error, field, info, info_span};
+use tracing::{Instrument, error, field, info, info_span, warn};
 
 pub use schedule::{Outcome, Periods, Schedule, SyncKind};
 
@@ -75,14 +75,11 @@ impl<D: Dataplane> Syncer<D> {
             draining = field::Empty,
             took_ms = field::Empty,
         );
-        self.sync_in(kind, span.clone()).instrument(span).await
+        self.sync_in(kind).instrument(span).await
     }
 
-    async fn sync_in(
-        &mut self,
-        kind: SyncKind,
-        span: tracing::Span,
-    ) -> Result<SyncReport, DataplaneError> {
+    async fn sync_in(&mut self, kind: SyncKind) -> Result<SyncReport, DataplaneError> {
+        let span = tracing::Span::current();
         let started = Instant::now();
         let rebuilt = self.update_desired(kind).await;
         span.record("services", rebuilt);
@@ -127,9 +124,14 @@ impl<D: Dataplane> Syncer<D> {
         self.context.tracker.with_tracker(|tracker| {
             let changes = tracker.drain();
             triggers.extend(changes.triggers);
-            let info = tracker.node().cloned().unwrap_or_else(|| NodeInfo {
-                name: node_name.clone(),
-                addresses: Vec::new(),
+            let info = tracker.node().cloned().unwrap_or_else(|| {
+                if node.is_none() {
+                    warn!(node = %node_name, "this Node is unknown: no NodePort is served");
+                }
+                NodeInfo {
+                    name: node_name.clone(),
+                    addresses: Vec::new(),
+                }
             });
             let context = NodeContext::new(&info, model);
             if kind == SyncKind::Full || node.as_ref() != Some(&context) {

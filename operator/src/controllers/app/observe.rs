@@ -1,19 +1,23 @@
-//! Reads what the planner needs about one App from the caches.
+//! Reads what the planner needs about one App from the caches, plus the one thing they leave
+//! out: the stored template a paused App makes its pods from.
 
 use std::collections::HashSet;
+use std::sync::Arc;
 use std::time::Instant;
 
+use k8s_openapi::api::apps::v1::ControllerRevision;
 use k8s_openapi::jiff::Timestamp;
-use kube::ResourceExt;
 use kube::core::SelectorExt;
 use kube::runtime::reflector::ObjectRef;
+use kube::{Api, ResourceExt};
 
 use super::Context;
 use crate::api::App;
-use crate::app::{Observed, controller_uid, pod_selector};
+use crate::app::revision::revision_name;
+use crate::app::{Observed, controller_uid, pod_selector, template_hash};
 use crate::controllers::Error;
 
-pub fn observe(ctx: &Context, app: &App, now: Timestamp) -> Result<Observed, Error> {
+pub async fn observe(ctx: &Context, app: &App, now: Timestamp) -> Result<Observed, Error> {
     let missing = || Error::MissingMetadata(app.name_any());
     let namespace = app.namespace().ok_or_else(missing)?;
     let uid = app.uid().ok_or_else(missing)?;
@@ -35,9 +39,16 @@ pub fn observe(ctx: &Context, app: &App, now: Timestamp) -> Result<Observed, Err
     let expectations_satisfied = ctx
         .expectations
         .satisfied(&uid, Instant::now(), |pod_uid| running.contains(pod_uid));
-    let revisions = ctx.revisions.state_filter(|r| {
+    let mut revisions = ctx.revisions.state_filter(|r| {
         in_namespace(r.namespace()) && controller_uid(&r.metadata) == Some(uid.as_str())
     });
+    if let Some(name) = paused_on_older_revision(app) {
+        let api = Api::<ControllerRevision>::namespaced(ctx.client.clone(), &namespace);
+        if let Some(full) = api.get_opt(&name).await? {
+            revisions.retain(|r| r.name_any() != name);
+            revisions.push(Arc::new(full));
+        }
+    }
     let service = ctx
         .services
         .get(&ObjectRef::new(&app.name_any()).within(&namespace));
@@ -48,4 +59,12 @@ pub fn observe(ctx: &Context, app: &App, now: Timestamp) -> Result<Observed, Err
         expectations_satisfied,
         now,
     })
+}
+
+/// The revision a paused App replaces missing pods from, when it is not the current
+/// template's: its data is not cached, so it is read from the API server.
+fn paused_on_older_revision(app: &App) -> Option<String> {
+    let current = app.status.as_ref()?.current_revision.clone()?;
+    let update = revision_name(&app.name_any(), &template_hash(&app.spec.template));
+    (app.spec.paused && current != update).then_some(current)
 }

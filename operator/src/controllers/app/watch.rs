@@ -70,9 +70,27 @@ pub fn pods(api: Api<Pod>, expectations: Arc<Expectations>) -> Watched<Pod> {
     }
 }
 
-/// The ControllerRevisions Apps created (they carry the App label).
+/// The ControllerRevisions Apps created (they carry the App label), without their data: the
+/// stored templates are most of a revision's size and are read only for a paused App (see
+/// `observe`), so caching them would double the operator's memory per App.
 pub fn revisions(api: Api<ControllerRevision>) -> Watched<ControllerRevision> {
-    cached(api, watcher::Config::default().labels(APP_NAME_LABEL))
+    let (reader, writer) = store();
+    let config = watcher::Config::default()
+        .labels(APP_NAME_LABEL)
+        .any_semantic();
+    let events = watcher(api, config)
+        .default_backoff()
+        .modify(|revision: &mut ControllerRevision| {
+            revision.managed_fields_mut().clear();
+            revision.data = None;
+        })
+        .reflect(writer)
+        .touched_objects()
+        .boxed();
+    Watched {
+        store: reader,
+        events,
+    }
 }
 
 /// All Services: a Service with an App's name that is not the App's must be seen, so it is
