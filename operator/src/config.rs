@@ -14,6 +14,8 @@ use crate::leader::LeaseSettings;
 pub enum ControllerName {
     App,
     Autoscaler,
+    /// LoadBalancer addresses from LoadBalancerPools.
+    Lbpool,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
@@ -66,7 +68,7 @@ pub struct Config {
     pub retry_period_seconds: u64,
 
     /// The controllers to run, comma-separated.
-    #[arg(long, env = "FERRY_CONTROLLERS", value_enum, value_delimiter = ',', default_values_t = [ControllerName::App, ControllerName::Autoscaler])]
+    #[arg(long, env = "FERRY_CONTROLLERS", value_enum, value_delimiter = ',', default_values_t = [ControllerName::App, ControllerName::Autoscaler, ControllerName::Lbpool])]
     pub controllers: Vec<ControllerName>,
 
     /// Manage Apps in this namespace only (default: all namespaces).

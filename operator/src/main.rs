@@ -8,7 +8,7 @@ use std::sync::Arc;
 
 use clap::Parser;
 use ferry_operator::config::{Config, ControllerName, LogFormat};
-use ferry_operator::controllers::{app, autoscaler};
+use ferry_operator::controllers::{app, autoscaler, lbpool};
 use ferry_operator::http::{self, Health};
 use ferry_operator::leader::Elector;
 use ferry_operator::metrics::Metrics;
@@ -33,6 +33,7 @@ enum MainError {
 struct Controllers {
     app: app::Settings,
     autoscaler: autoscaler::Settings,
+    lbpool: lbpool::Settings,
 }
 
 #[tokio::main]
@@ -66,12 +67,19 @@ fn settings(config: &Config) -> Result<Controllers, String> {
         .clone()
         .into_settings(reporter.clone())
         .map_err(|e| e.to_string())?;
+    let lbpool = lbpool::Settings {
+        reporter: reporter.clone(),
+    };
     let app = app::Settings {
         concurrency: config.app_concurrency,
         namespace: config.watch_namespace.clone(),
         reporter,
     };
-    Ok(Controllers { app, autoscaler })
+    Ok(Controllers {
+        app,
+        autoscaler,
+        lbpool,
+    })
 }
 
 fn init_tracing(format: LogFormat) {
@@ -105,9 +113,10 @@ async fn run(config: Config, controllers: Controllers) -> Result<(), MainError> 
 
     let running = {
         let (client, metrics, stopping) = (client.clone(), metrics.clone(), stopping.clone());
-        let (run_app, run_autoscaler) = (
+        let (run_app, run_autoscaler, run_lbpool) = (
             config.runs(ControllerName::App),
             config.runs(ControllerName::Autoscaler),
+            config.runs(ControllerName::Lbpool),
         );
         async move {
             let app = async {
@@ -130,7 +139,19 @@ async fn run(config: Config, controllers: Controllers) -> Result<(), MainError> 
                     .await;
                 }
             };
-            tokio::join!(app, autoscaler);
+            let lbpool = async {
+                if run_lbpool {
+                    let shutdown = stopped(stopping.clone());
+                    lbpool::run(
+                        client.clone(),
+                        metrics.clone(),
+                        controllers.lbpool,
+                        shutdown,
+                    )
+                    .await;
+                }
+            };
+            tokio::join!(app, autoscaler, lbpool);
             info!("controllers stopped");
         }
     };

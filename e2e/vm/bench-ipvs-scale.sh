@@ -5,9 +5,9 @@
 # unchanged cluster after a restart (adoption), and the proxy's RSS.
 #
 #   e2e/vm/run --add target/release/ferry-proxy:/bin/ferry-proxy \
-#     e2e/vm/tests/proxy-ipvs-scale.sh [SERVICES]      (default 1000)
+#     e2e/vm/bench-ipvs-scale.sh [SERVICES]      (default 1000)
 set -e
-# shellcheck source-path=SCRIPTDIR source=../guest/lib.sh
+# shellcheck source-path=SCRIPTDIR source=guest/lib.sh
 . /ferry/lib.sh
 
 SERVICES=${1:-1000}
