@@ -168,7 +168,9 @@ assert_contains "$(http_local http://127.0.0.1:10256/healthz)" '"healthy":true' 
 metrics=$(http_local http://127.0.0.1:10249/metrics)
 assert_contains "$metrics" 'ferry_proxy_service_connections_total{namespace="default",service="web"}' "metrics"
 web_connections=$(echo "$metrics" | awk -F' ' '/service_connections_total\{namespace="default",service="web"\}/ { print $2 }')
-[ "${web_connections%.*}" -ge 12 ] || fail "web connections counter: $web_connections, want >= 12"
+# At least the requests made above to web's ClusterIP, NodePort and LoadBalancer frontends:
+# two per round-robin check (it stops once both backends answered) plus the two extra ones.
+[ "${web_connections%.*}" -ge 8 ] || fail "web connections counter: $web_connections, want >= 8"
 
 step "a removed endpoint drains: no new connections, the open one keeps working"
 held=$(tcp_open held client "$WEB" 80)
