@@ -29,7 +29,7 @@ lint:
 
 unit:
 	$(CARGO) test --locked --workspace
-	cd e2e && go vet ./...
+	cd e2e && go vet ./... && go test -count=1 ./bench/...
 
 ## chart: the Helm chart's offline checks (lint, strict decode, schema, CRD copy) and the kind config.
 chart:
