@@ -231,10 +231,20 @@ spec:
 YAML
 }
 
+# shared_root_dir DIR: DIR bind-mounted on itself with shared propagation, as kubelet wants
+# its root dir. kubelet would do it itself at start, but concurrently with creating its
+# pod-resources socket in that dir; when the mount lands between the socket's creation and
+# its rename into place, the rename fails with EXDEV and kubelet exits (seen under load).
+shared_root_dir() {
+	mountpoint -q "$1" || mount --bind "$1" "$1"
+	mount --make-rshared "$1"
+}
+
 start_kubelet() {
 	local n=$1 name
 	name=$(node_name "$n")
 	write_kubelet_config "$n"
+	shared_root_dir "$(node_dir "$n")/kubelet"
 	start_in_node "$n" "kubelet-$name" "$BIN_DIR/kubelet" \
 		--config "$(node_dir "$n")/kubelet.yaml" \
 		--kubeconfig "$WORK/pki/kubelet-$name.kubeconfig" \
