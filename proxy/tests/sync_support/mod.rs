@@ -263,6 +263,7 @@ impl Proxy {
             metrics: metrics.clone(),
             health: health.clone(),
             health_checks: HealthCheckServers::new(ip("127.0.0.1"), health),
+            announce_targets: None,
         };
         let periods = Periods {
             min_sync_period: MIN_SYNC_PERIOD,
