@@ -218,7 +218,10 @@ async fn start_source(
     }
 }
 
-type AnnouncerStart = (Option<signal::Sender<Targets>>, Option<JoinHandle<()>>);
+type AnnouncerStart = (
+    Option<signal::Sender<Option<Targets>>>,
+    Option<JoinHandle<()>>,
+);
 
 /// In l2 mode, the announcer task and the channel the sync loop feeds it through.
 fn start_announcer(
@@ -238,7 +241,7 @@ fn start_announcer(
         lease_duration: config.l2.lease_duration,
     };
     info!(namespace = settings.namespace, interface = ?settings.interface, "announcing LoadBalancer IPs (l2)");
-    let (targets, receiver) = signal::channel(Targets::new());
+    let (targets, receiver) = signal::channel(None);
     let stopped = stopped(stopping.clone());
     let task = tokio::spawn(announce::run(client, settings, receiver, metrics, stopped));
     Ok((Some(targets), Some(task)))

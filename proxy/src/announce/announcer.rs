@@ -45,7 +45,7 @@ pub struct L2Settings {
 pub async fn run(
     client: Client,
     settings: L2Settings,
-    targets: watch::Receiver<Targets>,
+    targets: watch::Receiver<Option<Targets>>,
     metrics: Arc<Metrics>,
     stopping: impl Future<Output = ()> + Send + 'static,
 ) {
@@ -56,10 +56,18 @@ pub async fn run(
         settings.lease_duration,
     );
     let (stop, stopped) = watch::channel(false);
-    let beating = tokio::spawn(heartbeat.run(async move {
-        let mut stopped = stopped;
-        let _ = stopped.wait_for(|s| *s).await;
-    }));
+    let mut synced = targets.clone();
+    let beating = tokio::spawn(heartbeat.run(
+        // A candidate only once it serves what it would announce: otherwise a restarted
+        // proxy would win its addresses back before its first sync and leave them unanswered.
+        async move {
+            let _ = synced.wait_for(Option::is_some).await;
+        },
+        async move {
+            let mut stopped = stopped;
+            let _ = stopped.wait_for(|s| *s).await;
+        },
+    ));
     let nodes = watcher(Api::<Node>::all(client.clone()), watcher::Config::default());
     let leases = watcher(
         Api::<Lease>::namespaced(client, &settings.namespace),
@@ -124,7 +132,7 @@ impl Announcer {
         &mut self,
         nodes: impl Stream<Item = watcher::Result<Event<Node>>> + Send,
         leases: impl Stream<Item = watcher::Result<Event<Lease>>> + Send,
-        mut targets: watch::Receiver<Targets>,
+        mut targets: watch::Receiver<Option<Targets>>,
         stopping: impl Future<Output = ()>,
     ) {
         let nodes = nodes.default_backoff();
@@ -141,9 +149,11 @@ impl Announcer {
                     Ok(event) => self.lease_event(event),
                     Err(error) => warn!(%error, "Lease watch failed; retrying"),
                 },
-                Ok(()) = targets.changed() => {
-                    self.targets = targets.borrow_and_update().clone();
-                }
+                changed = targets.changed() => match changed {
+                    Ok(()) => self.targets = targets.borrow_and_update().clone().unwrap_or_default(),
+                    // The sync loop is gone: the proxy is stopping.
+                    Err(_) => return,
+                },
                 _ = ticks.tick() => self.keep_link(),
                 () = &mut stopping => return,
             }

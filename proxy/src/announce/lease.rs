@@ -18,6 +18,7 @@ use tracing::{info, warn};
 /// Labels every heartbeat Lease, so peers watch only those.
 pub const LEASE_LABEL: &str = "ferry.dev/l2-announcer";
 const FIELD_MANAGER: &str = "ferry-proxy";
+const RELEASE_TIMEOUT: Duration = Duration::from_secs(3);
 
 pub fn lease_name(node: &str) -> String {
     format!("ferry-proxy-{node}")
@@ -57,9 +58,13 @@ impl Heartbeat {
         }
     }
 
-    /// Renews until `stopping` resolves, then deletes the Lease.
-    pub async fn run(self, stopping: impl Future<Output = ()>) {
+    /// Once `ready` resolves, renews until `stopping` resolves, then deletes the Lease.
+    pub async fn run(self, ready: impl Future<Output = ()>, stopping: impl Future<Output = ()>) {
         tokio::pin!(stopping);
+        tokio::select! {
+            () = ready => {}
+            () = &mut stopping => return,
+        }
         let mut ticks = tokio::time::interval(self.duration / 3);
         ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
@@ -92,14 +97,19 @@ impl Heartbeat {
         }
     }
 
+    /// Deletes the Lease, giving up after [`RELEASE_TIMEOUT`]: an unreachable API server must
+    /// not hold up the shutdown (the Lease then expires instead).
     async fn release(&self) {
         let name = lease_name(&self.node);
-        match self.api.delete(&name, &DeleteParams::default()).await {
-            Ok(_) => info!(
+        let params = DeleteParams::default();
+        let deleting = self.api.delete(&name, &params);
+        match tokio::time::timeout(RELEASE_TIMEOUT, deleting).await {
+            Ok(Ok(_)) => info!(
                 lease = name,
                 "released the announcer Lease: peers take over"
             ),
-            Err(error) => warn!(lease = name, %error, "cannot release the announcer Lease"),
+            Ok(Err(error)) => warn!(lease = name, %error, "cannot release the announcer Lease"),
+            Err(_) => warn!(lease = name, "releasing the announcer Lease timed out"),
         }
     }
 }

@@ -39,8 +39,9 @@ pub struct SyncContext {
     pub metrics: Arc<Metrics>,
     pub health: Arc<Health>,
     pub health_checks: HealthCheckServers,
-    /// Where the LoadBalancer IPs to announce go after each successful sync (l2 mode only).
-    pub announce_targets: Option<watch::Sender<Targets>>,
+    /// Where the LoadBalancer IPs to announce go after each successful sync (l2 mode only);
+    /// `None` in the channel until the first one.
+    pub announce_targets: Option<watch::Sender<Option<Targets>>>,
 }
 
 pub struct Syncer<D> {
@@ -167,8 +168,8 @@ impl<D: Dataplane> Syncer<D> {
                 .tracker
                 .with_tracker(|t| announce::targets(t.snapshot()));
             sender.send_if_modified(|published| {
-                let changed = *published != targets;
-                *published = targets;
+                let changed = published.as_ref() != Some(&targets);
+                *published = Some(targets);
                 changed
             });
         }
