@@ -2,8 +2,9 @@ package tests
 
 // L2 announcement of LoadBalancer IPs (ferry-proxy --announce l2 with a LoadBalancerPool):
 // a "router" namespace on the cluster bridge asks ARP for a Service's pool address, exactly
-// one node answers with its eth0 MAC, and when that node's proxy stops, the other node answers
-// within a few seconds. Needs Ferry's proxy in l2 mode and its operator: e2e/run-e2e sets
+// one node answers with its eth0 MAC, and when that node's proxy stops (gracefully, then in a
+// second round by SIGKILL) the other node answers within a few seconds; the failover times
+// are printed. Needs Ferry's proxy in l2 mode and its operator: e2e/run-e2e sets
 // FERRY_E2E_L2=1 when it runs them; otherwise the test skips.
 //
 // Address plan: the pool 192.168.230.240-192.168.230.243 (on the node segment, which is what
@@ -77,6 +78,12 @@ spec:
 	})
 
 	startRouter(t)
+	// Whatever happens below, the later tests find every proxy running.
+	t.Cleanup(func() {
+		for n := 1; n <= l2Nodes; n++ {
+			clusterProxy(t, "start", n)
+		}
+	})
 	nodeMACs := nodeEth0MACs(t)
 	var first int
 	eventually(t, 30*time.Second, func() (err error) {
@@ -88,34 +95,57 @@ spec:
 		t.Errorf("GET http://%s/ from the router: %v: %s", lbIP, err, out)
 	}
 
-	t.Cleanup(func() { clusterProxy(t, "start", first) })
+	// A graceful stop releases the Lease: the other node takes over at once.
+	failOver(t, "stop", first, lbIP, nodeMACs)
+	// Back again, the first node wins its address back, and alone answers for it.
+	clusterProxy(t, "start", first)
+	var third int
+	eventually(t, 30*time.Second, func() (err error) {
+		third, err = onlyAnswerer(lbIP, nodeMACs)
+		return err
+	})
+	// Rendezvous hashing: with the same candidates, the same winner.
+	if third != first {
+		t.Fatalf("after node%d's proxy restarted, node%d announces %s; want node%d back", first, third, lbIP, first)
+	}
+	// A crash releases nothing: the other node takes over once the Lease expires.
+	failOver(t, "crash", third, lbIP, nodeMACs)
+	clusterProxy(t, "start", third)
+}
+
+// failOver stops (or crashes) node's proxy, which announces ip, and waits until another node
+// answers ARP for it alone and serves it; it prints how long that took, and returns the node.
+// The proxy stays stopped.
+func failOver(t *testing.T, action string, node int, ip string, nodeMACs map[string]int) int {
+	t.Helper()
 	stopped := make(chan error, 1)
 	began := time.Now()
-	go func() { stopped <- runClusterProxy("stop", first) }()
-	var failover time.Duration
-	var second int
+	go func() { stopped <- runClusterProxy(action, node) }()
+	var took time.Duration
+	var next int
 	for {
-		second = firstAnswerer(lbIP, nodeMACs)
-		if second != 0 && second != first {
-			failover = time.Since(began)
+		next = firstAnswerer(ip, nodeMACs)
+		if next != 0 && next != node {
+			took = time.Since(began)
 			break
 		}
 		if time.Since(began) > 30*time.Second {
-			t.Fatalf("30s after node%d's proxy was told to stop, no other node answers for %s", first, lbIP)
+			t.Fatalf("30s after node%d's proxy was told to %s, no other node answers for %s", node, action, ip)
 		}
 	}
 	if err := <-stopped; err != nil {
-		t.Fatalf("stopping node%d's proxy: %v", first, err)
+		t.Fatalf("%s node%d's proxy: %v", action, node, err)
 	}
-	fmt.Printf("L2 failover of %s from node%d to node%d: %.0f ms (graceful stop of the announcing proxy)\n",
-		lbIP, first, second, failover.Seconds()*1000)
-	// Settled: the new announcer alone answers, and serves.
-	if got, err := onlyAnswerer(lbIP, nodeMACs); err != nil || got != second {
-		t.Errorf("after the failover: answerer node%d, %v; want node%d alone", got, err, second)
+	fmt.Printf("L2 failover of %s from node%d to node%d after a %s of its proxy: %.0f ms\n",
+		ip, node, next, map[string]string{"stop": "graceful stop", "crash": "crash (SIGKILL)"}[action],
+		took.Seconds()*1000)
+	if got, err := onlyAnswerer(ip, nodeMACs); err != nil || got != next {
+		t.Errorf("after the failover: answerer node%d, %v; want node%d alone", got, err, next)
 	}
-	if out, err := inRouter("curl", "-fsS", "--max-time", "3", "http://"+lbIP+"/"); err != nil {
-		t.Errorf("GET http://%s/ from the router after the failover: %v: %s", lbIP, err, out)
+	if out, err := inRouter("curl", "-fsS", "--max-time", "3", "http://"+ip+"/"); err != nil {
+		t.Errorf("GET http://%s/ from the router after the failover: %v: %s", ip, err, out)
 	}
+	return next
 }
 
 // startRouter creates netns ferry-router with eth0 on the cluster bridge; removed at the end.
