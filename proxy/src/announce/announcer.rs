@@ -28,7 +28,7 @@ use crate::metrics::Metrics;
 use crate::model::NodeAddressKind;
 use crate::model::input::node_info;
 
-/// How often expiries are checked, and a lost interface re-opened.
+/// How often heartbeat expiries are checked (and a missing responder reopened) without events.
 const TICK: Duration = Duration::from_millis(500);
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -57,11 +57,14 @@ pub async fn run(
     );
     let (stop, stopped) = watch::channel(false);
     let mut synced = targets.clone();
+    let (answering, mut can_answer) = watch::channel(false);
     let beating = tokio::spawn(heartbeat.run(
-        // A candidate only once it serves what it would announce: otherwise a restarted
-        // proxy would win its addresses back before its first sync and leave them unanswered.
+        // A candidate only once it serves what it would announce and can answer for it:
+        // otherwise a restarting proxy would win its addresses back before its first sync or
+        // before its socket is open, and leave them unanswered meanwhile.
         async move {
             let _ = synced.wait_for(Option::is_some).await;
+            let _ = can_answer.wait_for(|open| *open).await;
         },
         async move {
             let mut stopped = stopped;
@@ -73,7 +76,7 @@ pub async fn run(
         Api::<Lease>::namespaced(client, &settings.namespace),
         watcher::Config::default().labels(LEASE_LABEL),
     );
-    let mut announcer = Announcer::new(settings, metrics);
+    let mut announcer = Announcer::new(settings, metrics, answering);
     announcer.watch(nodes, leases, targets, stopping).await;
     // Silent first, then released: peers take over only once this node stopped answering.
     announcer.silence();
@@ -100,6 +103,8 @@ struct Announcer {
     announced: watch::Sender<BTreeSet<IpAddr>>,
     link: Option<Link>,
     link_problem: Option<String>,
+    /// Whether the responder's socket is open (the heartbeat waits for it).
+    answering: watch::Sender<bool>,
 }
 
 struct Link {
@@ -109,7 +114,7 @@ struct Link {
 }
 
 impl Announcer {
-    fn new(settings: L2Settings, metrics: Arc<Metrics>) -> Self {
+    fn new(settings: L2Settings, metrics: Arc<Metrics>, answering: watch::Sender<bool>) -> Self {
         Self {
             settings,
             metrics,
@@ -125,6 +130,7 @@ impl Announcer {
             announced: watch::Sender::new(BTreeSet::new()),
             link: None,
             link_problem: None,
+            answering,
         }
     }
 
@@ -154,9 +160,10 @@ impl Announcer {
                     // The sync loop is gone: the proxy is stopping.
                     Err(_) => return,
                 },
-                _ = ticks.tick() => self.keep_link(),
+                _ = ticks.tick() => {}
                 () = &mut stopping => return,
             }
+            self.keep_link();
             self.elect(Instant::now());
         }
     }
@@ -297,6 +304,7 @@ impl Announcer {
                     ));
                 }
                 self.link = Some(link);
+                self.answering.send_replace(true);
                 self.link_problem = None;
             }
             Err(problem) => {
@@ -409,7 +417,8 @@ mod tests {
             interface: None,
             lease_duration: Duration::from_secs(6),
         };
-        let mut announcer = Announcer::new(settings, Arc::new(Metrics::new()));
+        let (answering, _) = watch::channel(false);
+        let mut announcer = Announcer::new(settings, Arc::new(Metrics::new()), answering);
         announcer.targets = Targets::from([("192.0.2.1".parse().unwrap(), Eligible::AnyNode)]);
         announcer.node_event(Event::Apply(node("True", &[])));
         let lease = Lease {
