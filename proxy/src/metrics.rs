@@ -280,4 +280,25 @@ mod tests {
             assert!(text.contains(line), "missing {line} in\n{text}");
         }
     }
+
+    #[test]
+    fn announced_addresses_are_a_series_each_and_failovers_a_counter() {
+        let metrics = Metrics::new();
+        let ip = |text: &str| -> std::net::IpAddr { text.parse().unwrap() };
+        metrics.set_l2_announced(&[ip("192.0.2.1"), ip("2001:db8::1")].into());
+        metrics.count_l2_failovers(1);
+        let text = metrics.encode().unwrap();
+        for line in [
+            r#"ferry_proxy_l2_announced{address="192.0.2.1"} 1"#,
+            r#"ferry_proxy_l2_announced{address="2001:db8::1"} 1"#,
+            "ferry_proxy_l2_failovers_total 1",
+        ] {
+            assert!(text.contains(line), "missing {line} in\n{text}");
+        }
+        metrics.set_l2_announced(&[ip("2001:db8::1")].into());
+        assert!(
+            !metrics.encode().unwrap().contains("192.0.2.1"),
+            "a stale series"
+        );
+    }
 }

@@ -113,3 +113,43 @@ impl Heartbeat {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn lease(holder: Option<&str>, seconds: Option<i32>, renewed: bool) -> Lease {
+        Lease {
+            metadata: ObjectMeta::default(),
+            spec: Some(LeaseSpec {
+                holder_identity: holder.map(str::to_owned),
+                lease_duration_seconds: seconds,
+                renew_time: renewed.then(|| MicroTime("2026-12-06T02:00:00.5Z".parse().unwrap())),
+                ..LeaseSpec::default()
+            }),
+        }
+    }
+
+    #[test]
+    fn a_lease_says_whose_heartbeat_which_renewal_and_how_long() {
+        assert_eq!(
+            beat_of(&lease(Some("node1"), Some(6), true)),
+            Some(Beat {
+                node: "node1".into(),
+                renewed: "2026-12-06T02:00:00.5Z".into(),
+                valid_for: Duration::from_secs(6),
+            })
+        );
+        assert_eq!(lease_name("node1"), "ferry-proxy-node1");
+    }
+
+    #[test]
+    fn an_incomplete_lease_is_no_heartbeat() {
+        assert_eq!(beat_of(&lease(None, Some(6), true)), None);
+        assert_eq!(beat_of(&lease(Some(""), Some(6), true)), None);
+        assert_eq!(beat_of(&lease(Some("node1"), None, true)), None);
+        assert_eq!(beat_of(&lease(Some("node1"), Some(0), true)), None);
+        assert_eq!(beat_of(&lease(Some("node1"), Some(6), false)), None);
+        assert_eq!(beat_of(&Lease::default()), None);
+    }
+}
