@@ -240,9 +240,20 @@ func TestProxyDaemonSet(t *testing.T) {
 func TestProxyGetsNetRawOnlyForL2Announcement(t *testing.T) {
 	var ds appsv1.DaemonSet
 	typed(t, render(t, "proxy.config.loadBalancerAnnouncement=l2").get(t, "DaemonSet", "ferry-proxy"), &ds)
-	caps := container(t, ds.Spec.Template.Spec.Containers, "proxy").SecurityContext.Capabilities.Add
+	proxy := container(t, ds.Spec.Template.Spec.Containers, "proxy")
+	caps := proxy.SecurityContext.Capabilities.Add
 	if !reflect.DeepEqual(caps, []corev1.Capability{"NET_ADMIN", "NET_RAW"}) {
 		t.Errorf("l2 announcement: capabilities %v, want NET_ADMIN and NET_RAW", caps)
+	}
+	// The heartbeat Leases go to the pod's namespace, where the Role grants them.
+	found := false
+	for _, e := range proxy.Env {
+		if e.Name == "POD_NAMESPACE" {
+			found = e.ValueFrom != nil && e.ValueFrom.FieldRef != nil && e.ValueFrom.FieldRef.FieldPath == "metadata.namespace"
+		}
+	}
+	if !found {
+		t.Errorf("l2 announcement: no POD_NAMESPACE from metadata.namespace in %+v", proxy.Env)
 	}
 }
 
