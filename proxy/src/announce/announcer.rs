@@ -14,16 +14,13 @@ use kube::runtime::WatchStreamExt;
 use kube::runtime::watcher::{self, Event, watcher};
 use kube::{Api, Client};
 use tokio::sync::watch;
-use tokio::task::JoinHandle;
 use tokio::time::Instant;
 use tracing::{error, info, warn};
 
 use super::election::{Targets, elect};
-use super::interface::{self, Interface};
 use super::lease::{self, Heartbeat, LEASE_LABEL};
+use super::link::{self, Link};
 use super::peers::{EXCLUDE_LABEL, NodeStatus, Ownership, Peers};
-use super::responder;
-use super::socket::PacketSocket;
 use crate::metrics::Metrics;
 use crate::model::NodeAddressKind;
 use crate::model::input::node_info;
@@ -105,12 +102,6 @@ struct Announcer {
     link_problem: Option<String>,
     /// Whether the responder's socket is open (the heartbeat waits for it).
     answering: watch::Sender<bool>,
-}
-
-struct Link {
-    socket: Arc<PacketSocket>,
-    interface: Interface,
-    responder: JoinHandle<()>,
 }
 
 impl Announcer {
@@ -263,13 +254,7 @@ impl Announcer {
         self.metrics.set_l2_announced(&mine);
         self.metrics.count_l2_failovers(change.taken_over.len());
         if let Some(link) = &self.link {
-            for address in change.started {
-                let (socket, mac) = (link.socket.clone(), link.interface.mac);
-                let announced = self.announced.subscribe();
-                tokio::spawn(responder::announce_takeover(
-                    socket, mac, address, announced,
-                ));
-            }
+            link.announce_takeovers(&change.started, &self.announced);
         }
     }
 
@@ -289,20 +274,15 @@ impl Announcer {
         if configured.is_none() && self.node_addresses.is_empty() {
             return;
         }
-        match open_link(configured, &self.node_addresses, self.announced.subscribe()) {
+        match link::open(configured, &self.node_addresses, self.announced.subscribe()) {
             Ok(link) => {
                 info!(
                     interface = link.interface.name,
                     index = link.interface.index,
                     "answering ARP and NDP"
                 );
-                for address in self.announced.borrow().iter() {
-                    let (socket, mac) = (link.socket.clone(), link.interface.mac);
-                    let announced = self.announced.subscribe();
-                    tokio::spawn(responder::announce_takeover(
-                        socket, mac, *address, announced,
-                    ));
-                }
+                let mine: Vec<IpAddr> = self.announced.borrow().iter().copied().collect();
+                link.announce_takeovers(&mine, &self.announced);
                 self.link = Some(link);
                 self.answering.send_replace(true);
                 self.link_problem = None;
@@ -324,28 +304,6 @@ impl Announcer {
             link.responder.abort();
         }
     }
-}
-
-fn open_link(
-    configured: Option<&str>,
-    node_addresses: &[IpAddr],
-    announced: responder::Announced,
-) -> Result<Link, String> {
-    let interface = interface::find(configured, node_addresses).map_err(|e| e.to_string())?;
-    let socket = PacketSocket::open(&interface)
-        .map_err(|e| format!("AF_PACKET socket on {}: {e}", interface.name))?;
-    let socket = Arc::new(socket);
-    let answering = responder::answer(socket.clone(), interface.mac, announced);
-    let name = interface.name.clone();
-    let responder = tokio::spawn(async move {
-        let error = answering.await;
-        error!(interface = name, %error, "the ARP/NDP responder stopped; reopening");
-    });
-    Ok(Link {
-        socket,
-        interface,
-        responder,
-    })
 }
 
 /// Whether a Node may announce: Ready, and not excluded from load balancers.

@@ -10,7 +10,8 @@
 //!   what a new result changes for this node.
 //! - Edges: [`lease`] (this proxy's heartbeat Lease), [`announcer`] (the task that watches
 //!   Nodes and Leases and elects), [`responder`] over [`socket`] (`AF_PACKET`) with the
-//!   [`frame`] codec, on the [`interface`] holding the node's InternalIP.
+//!   [`frame`] codec, on the [`interface`] holding the node's InternalIP (`link` ties those
+//!   together for the announcer).
 //!
 //! A graceful stop silences the responder, then deletes the Lease: the peers re-elect on the
 //! deletion and the new announcer sends a gratuitous ARP / unsolicited Neighbor Advertisement.
@@ -21,6 +22,7 @@ pub mod election;
 pub mod frame;
 pub mod interface;
 pub mod lease;
+mod link;
 pub mod peers;
 pub mod responder;
 pub mod socket;
