@@ -24,7 +24,7 @@ build:
 
 lint:
 	$(CARGO) fmt --all --check
-	shellcheck -x e2e/setup e2e/run-e2e e2e/run-bench e2e/up-demo e2e/vm/tests/*.sh e2e/vm/cluster-tests/*.sh e2e/vm/bench-ipvs-scale.sh e2e/operator/start e2e/cluster/up e2e/cluster/down e2e/cluster/build e2e/vm/run e2e/vm/build-image e2e/vm/run-tests helm/sync-crds images/build-oci e2e/kind/run e2e/conformance/build e2e/conformance/run
+	shellcheck -x e2e/setup e2e/run-e2e e2e/run-bench e2e/up-demo e2e/vm/tests/*.sh e2e/vm/cluster-tests/*.sh e2e/vm/bench-ipvs-scale.sh e2e/operator/start e2e/cluster/up e2e/cluster/down e2e/cluster/proxy e2e/cluster/build e2e/vm/run e2e/vm/build-image e2e/vm/run-tests helm/sync-crds images/build-oci e2e/kind/run e2e/conformance/build e2e/conformance/run
 	$(CARGO) clippy --locked --workspace --all-targets -- -D warnings
 
 unit:

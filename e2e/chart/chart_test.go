@@ -140,6 +140,8 @@ func TestSchemaRejectsBadValuesNamingTheField(t *testing.T) {
 		{"unknown top-level key", "operater:\n  replicas: 3\n", "operater"},
 		{"bad pull policy", "proxy:\n  image:\n    pullPolicy: Sometimes\n", "/proxy/image/pullPolicy"},
 		{"bad bind address", "proxy:\n  config:\n    healthzBindAddress: localhost\n", "/proxy/config/healthzBindAddress"},
+		{"bad lease duration", "proxy:\n  config:\n    l2:\n      leaseDuration: 6\n", "/proxy/config/l2/leaseDuration"},
+		{"interface name with a slash", "proxy:\n  config:\n    l2:\n      interface: eth0/1\n", "/proxy/config/l2/interface"},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
@@ -238,9 +240,20 @@ func TestProxyDaemonSet(t *testing.T) {
 func TestProxyGetsNetRawOnlyForL2Announcement(t *testing.T) {
 	var ds appsv1.DaemonSet
 	typed(t, render(t, "proxy.config.loadBalancerAnnouncement=l2").get(t, "DaemonSet", "ferry-proxy"), &ds)
-	caps := container(t, ds.Spec.Template.Spec.Containers, "proxy").SecurityContext.Capabilities.Add
+	proxy := container(t, ds.Spec.Template.Spec.Containers, "proxy")
+	caps := proxy.SecurityContext.Capabilities.Add
 	if !reflect.DeepEqual(caps, []corev1.Capability{"NET_ADMIN", "NET_RAW"}) {
 		t.Errorf("l2 announcement: capabilities %v, want NET_ADMIN and NET_RAW", caps)
+	}
+	// The heartbeat Leases go to the pod's namespace, where the Role grants them.
+	found := false
+	for _, e := range proxy.Env {
+		if e.Name == "POD_NAMESPACE" {
+			found = e.ValueFrom != nil && e.ValueFrom.FieldRef != nil && e.ValueFrom.FieldRef.FieldPath == "metadata.namespace"
+		}
+	}
+	if !found {
+		t.Errorf("l2 announcement: no POD_NAMESPACE from metadata.namespace in %+v", proxy.Env)
 	}
 }
 
@@ -261,6 +274,7 @@ func TestProxyConfigFile(t *testing.T) {
 			"metricsBindAddress":       "0.0.0.0:10249",
 			"healthzBindAddress":       "0.0.0.0:10256",
 			"loadBalancerAnnouncement": "none",
+			"l2":                       map[string]any{"interface": "", "leaseDuration": "6s"},
 			"sysctlRoot":               "/host/proc/sys",
 			"cleanupOnExit":            false,
 		}},
@@ -270,6 +284,7 @@ func TestProxyConfigFile(t *testing.T) {
 			"proxy.config.syncPeriod=1m30s", "proxy.config.nodePortAddresses={192.168.230.0/24}",
 			"proxy.config.clusterCIDR=10.244.0.0/16", "proxy.config.metricsBindAddress=127.0.0.1:10249",
 			"proxy.config.healthzBindAddress=[::]:10256", "proxy.config.loadBalancerAnnouncement=l2",
+			"proxy.config.l2.interface=eth1", "proxy.config.l2.leaseDuration=15s",
 			"proxy.hostSysctls=false",
 		}, map[string]any{
 			"mode":                     "nftables",
@@ -281,6 +296,7 @@ func TestProxyConfigFile(t *testing.T) {
 			"metricsBindAddress":       "127.0.0.1:10249",
 			"healthzBindAddress":       "[::]:10256",
 			"loadBalancerAnnouncement": "l2",
+			"l2":                       map[string]any{"interface": "eth1", "leaseDuration": "15s"},
 			"sysctlRoot":               "/proc/sys",
 			"cleanupOnExit":            false,
 		}},
@@ -434,6 +450,22 @@ func TestRBACIsLeastPrivilege(t *testing.T) {
 	if got := grants(role.Rules); !reflect.DeepEqual(got, expand([]string{"coordination.k8s.io"}, []string{"leases"},
 		[]string{"get", "list", "watch", "create", "update", "patch"})) || o.GetNamespace() != "kube-system" {
 		t.Errorf("leader election Role in %q grants %v", o.GetNamespace(), got)
+	}
+	// The proxy's heartbeat Leases: a Role in the release namespace, only for l2 announcement.
+	if objs.has("Role", "ferry-proxy-announcer") {
+		t.Errorf("a Role ferry-proxy-announcer without l2 announcement")
+	}
+	l2 := render(t, "proxy.config.loadBalancerAnnouncement=l2")
+	o = l2.get(t, "Role", "ferry-proxy-announcer")
+	typed(t, o, &role)
+	if got := grants(role.Rules); !reflect.DeepEqual(got, expand([]string{"coordination.k8s.io"}, []string{"leases"},
+		[]string{"get", "list", "watch", "create", "patch", "delete"})) || o.GetNamespace() != "kube-system" {
+		t.Errorf("announcer Role in %q grants %v", o.GetNamespace(), got)
+	}
+	var binding rbacv1.RoleBinding
+	typed(t, l2.get(t, "RoleBinding", "ferry-proxy-announcer"), &binding)
+	if binding.RoleRef.Name != "ferry-proxy-announcer" || len(binding.Subjects) != 1 || binding.Subjects[0].Name != "ferry-proxy" {
+		t.Errorf("announcer RoleBinding %+v", binding)
 	}
 	// Nothing anywhere grants a wildcard or Secrets.
 	for _, o := range objs {

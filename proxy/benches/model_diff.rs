@@ -39,6 +39,7 @@ fn service(index: u32) -> ServiceInfo {
         cluster_ips: vec![ip(u32::from(Ipv4Addr::new(10, 96, 0, 0)) + index)],
         external_ips: Vec::new(),
         load_balancer_ips,
+        load_balancer_class: None,
         source_ranges: Vec::new(),
         ports: vec![ServicePort {
             name: "http".into(),

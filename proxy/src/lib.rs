@@ -4,6 +4,7 @@
 //! dataplane, `diff` compares that with what the kernel holds, and the kernel edges (`ipvs`,
 //! `link`, `conntrack`, `nft`) apply the resulting operations.
 
+pub mod announce;
 pub mod config;
 pub mod conntrack;
 pub mod dataplane;

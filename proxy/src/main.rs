@@ -10,6 +10,7 @@ use std::net::{Ipv4Addr, SocketAddr};
 use std::process::ExitCode;
 use std::sync::Arc;
 
+use ferry_proxy::announce::{self, L2Settings, Targets};
 use ferry_proxy::config::{Announcement, Command, Config, LogFormat, Mode, Source};
 use ferry_proxy::conntrack::{ConntrackError, NetlinkConntrack};
 use ferry_proxy::dataplane::{
@@ -50,6 +51,10 @@ enum MainError {
     Http(#[from] std::io::Error),
     #[error("the sync failed")]
     SyncFailed,
+    #[error(
+        "loadBalancerAnnouncement l2 needs the API server (not --from-file): peers meet through Leases"
+    )]
+    AnnounceNeedsApiServer,
 }
 
 #[tokio::main]
@@ -108,9 +113,6 @@ async fn cleanup(config: &Config) -> Result<(), MainError> {
 
 async fn run(config: Config) -> Result<(), MainError> {
     info!(mode = ?config.mode, node = %config.node_name, "ferry-proxy starts");
-    if config.load_balancer_announcement == Announcement::L2 {
-        warn!("loadBalancerAnnouncement l2: this build does not announce LoadBalancer IPs yet");
-    }
     let metrics = Arc::new(Metrics::new());
     let health = Arc::new(Health::new(config.sync_period));
     let settings = IntakeSettings {
@@ -120,7 +122,9 @@ async fn run(config: Config) -> Result<(), MainError> {
     let tracker = SharedTracker::new(settings, metrics.clone());
     let (stop, stopping) = signal::channel(false);
     tokio::spawn(forward_signals(stop));
-    start_source(&config, tracker.clone(), metrics.clone()).await?;
+    let client = start_source(&config, tracker.clone(), metrics.clone()).await?;
+    let (announce_targets, announcer) =
+        start_announcer(&config, client, metrics.clone(), &stopping)?;
 
     let sysctl = NodeSysctl::new(&config.sysctl_root);
     let loopback = config.loopback_node_ports();
@@ -133,6 +137,7 @@ async fn run(config: Config) -> Result<(), MainError> {
         metrics: metrics.clone(),
         health: health.clone(),
         health_checks: HealthCheckServers::new(Ipv4Addr::UNSPECIFIED.into(), health.clone()),
+        announce_targets,
     };
     let conntrack = Arc::new(NetlinkConntrack::connect()?);
     let nft = NetlinkDataplane::open()?;
@@ -164,6 +169,12 @@ async fn run(config: Config) -> Result<(), MainError> {
             serve(&config, dataplane, context, None, stopping).await?;
         }
     }
+    if let Some(announcer) = announcer {
+        // It releases this node's Lease, so the peers take over at once.
+        if let Err(error) = announcer.await {
+            error!(%error, "the announcer failed");
+        }
+    }
     if config.cleanup_on_exit {
         info!("cleanupOnExit: removing Ferry's kernel state");
         cleanup(&config).await?;
@@ -184,24 +195,56 @@ async fn remove_ipvs_leftovers(loopback: bool) -> Result<(), MainError> {
     Ok(())
 }
 
+/// Starts watching; returns the API client, if the source is the API server.
 async fn start_source(
     config: &Config,
     tracker: Arc<SharedTracker>,
     metrics: Arc<Metrics>,
-) -> Result<(), MainError> {
+) -> Result<Option<kube::Client>, MainError> {
     match &config.source {
         Source::File(path) => {
             tokio::spawn(watch::file::run(path.clone(), tracker, metrics));
+            Ok(None)
         }
         Source::ApiServer => {
             let client = kube::Client::try_default()
                 .await
                 .map_err(MainError::Client)?;
             let node_name = config.node_name.clone();
-            tokio::spawn(async move { watch::api::run(client, tracker, &node_name).await });
+            let watching = client.clone();
+            tokio::spawn(async move { watch::api::run(watching, tracker, &node_name).await });
+            Ok(Some(client))
         }
     }
-    Ok(())
+}
+
+type AnnouncerStart = (
+    Option<signal::Sender<Option<Targets>>>,
+    Option<JoinHandle<()>>,
+);
+
+/// In l2 mode, the announcer task and the channel the sync loop feeds it through.
+fn start_announcer(
+    config: &Config,
+    client: Option<kube::Client>,
+    metrics: Arc<Metrics>,
+    stopping: &signal::Receiver<bool>,
+) -> Result<AnnouncerStart, MainError> {
+    if config.load_balancer_announcement != Announcement::L2 || config.once {
+        return Ok((None, None));
+    }
+    let client = client.ok_or(MainError::AnnounceNeedsApiServer)?;
+    let settings = L2Settings {
+        node_name: config.node_name.clone(),
+        namespace: config.l2.namespace.clone(),
+        interface: config.l2.interface.clone(),
+        lease_duration: config.l2.lease_duration,
+    };
+    info!(namespace = settings.namespace, interface = ?settings.interface, "announcing LoadBalancer IPs (l2)");
+    let (targets, receiver) = signal::channel(None);
+    let stopped = stopped(stopping.clone());
+    let task = tokio::spawn(announce::run(client, settings, receiver, metrics, stopped));
+    Ok((Some(targets), Some(task)))
 }
 
 /// Runs the HTTP endpoints and the sync loop (or one sync with `--once`) until shutdown.

@@ -36,6 +36,11 @@ struct SkipLabels {
     reason: &'static str,
 }
 
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct AddressLabels {
+    address: String,
+}
+
 /// A Service, as the connection counter labels it (the operator's Autoscaler reads these).
 #[derive(Clone, Debug, Hash, PartialEq, Eq, PartialOrd, Ord, EncodeLabelSet)]
 pub struct ServiceLabels {
@@ -72,6 +77,8 @@ pub struct Metrics {
     endpoints_programmed: Gauge,
     skipped_objects: Family<SkipLabels, Counter>,
     service_connections: Family<ServiceLabels, Counter>,
+    l2_announced: Family<AddressLabels, Gauge>,
+    l2_failovers: Counter,
 }
 
 impl Default for Metrics {
@@ -91,6 +98,8 @@ impl Metrics {
         let endpoints_programmed = Gauge::default();
         let skipped_objects = Family::default();
         let service_connections = Family::default();
+        let l2_announced = Family::default();
+        let l2_failovers = Counter::default();
         registry.register(
             "sync_duration_seconds",
             "Time a sync took, by kind (full: the kernel state is read back; partial: changed Services only)",
@@ -131,6 +140,16 @@ impl Metrics {
             "Connections scheduled to each Service's frontends (IPVS mode)",
             service_connections.clone(),
         );
+        registry.register(
+            "l2_announced",
+            "1 for each LoadBalancer IP this node answers ARP/NDP for (l2 announcement)",
+            l2_announced.clone(),
+        );
+        registry.register(
+            "l2_failovers",
+            "LoadBalancer IPs this node took over from another node",
+            l2_failovers.clone(),
+        );
         Self {
             registry,
             sync_duration,
@@ -141,6 +160,8 @@ impl Metrics {
             endpoints_programmed,
             skipped_objects,
             service_connections,
+            l2_announced,
+            l2_failovers,
         }
     }
 
@@ -186,6 +207,21 @@ impl Metrics {
     /// Drops the series of a Service that is no longer programmed.
     pub fn forget_service_connections(&self, service: &ServiceLabels) {
         self.service_connections.remove(service);
+    }
+
+    /// The addresses this node announces now; the series of the others go away.
+    pub fn set_l2_announced(&self, addresses: &std::collections::BTreeSet<std::net::IpAddr>) {
+        self.l2_announced.clear();
+        for address in addresses {
+            let labels = AddressLabels {
+                address: address.to_string(),
+            };
+            self.l2_announced.get_or_create(&labels).set(1);
+        }
+    }
+
+    pub fn count_l2_failovers(&self, count: usize) {
+        self.l2_failovers.inc_by(count as u64);
     }
 
     /// The text exposition format.
@@ -243,5 +279,26 @@ mod tests {
         ] {
             assert!(text.contains(line), "missing {line} in\n{text}");
         }
+    }
+
+    #[test]
+    fn announced_addresses_are_a_series_each_and_failovers_a_counter() {
+        let metrics = Metrics::new();
+        let ip = |text: &str| -> std::net::IpAddr { text.parse().unwrap() };
+        metrics.set_l2_announced(&[ip("192.0.2.1"), ip("2001:db8::1")].into());
+        metrics.count_l2_failovers(1);
+        let text = metrics.encode().unwrap();
+        for line in [
+            r#"ferry_proxy_l2_announced{address="192.0.2.1"} 1"#,
+            r#"ferry_proxy_l2_announced{address="2001:db8::1"} 1"#,
+            "ferry_proxy_l2_failovers_total 1",
+        ] {
+            assert!(text.contains(line), "missing {line} in\n{text}");
+        }
+        metrics.set_l2_announced(&[ip("2001:db8::1")].into());
+        assert!(
+            !metrics.encode().unwrap().contains("192.0.2.1"),
+            "a stale series"
+        );
     }
 }

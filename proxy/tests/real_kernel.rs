@@ -12,6 +12,7 @@
 //! entries, IPVS services, links) lives in that namespace and disappears with the thread: there
 //! is nothing to clean up on the host and tests may run in parallel. Tools they call, inside
 //! the namespace: `ip`, plus `nft` and `conntrack` (conntrack test) and `ipvsadm` (IPVS test).
+//! The l2 responder tests also need the `veth` and `bridge` drivers.
 //!
 //! A kernel without IPVS or without the dummy driver (the development hosts) still runs the
 //! IPVS and link tests, but only to check the error Ferry reports; they print so. The IPVS
@@ -25,6 +26,8 @@
 mod conntrack_traffic;
 #[path = "real_kernel/ipvs_cases.rs"]
 mod ipvs_cases;
+#[path = "real_kernel/l2_cases.rs"]
+mod l2_cases;
 #[path = "real_kernel/link_cases.rs"]
 mod link_cases;
 
@@ -242,4 +245,16 @@ fn real_sysctls_are_set_or_the_missing_key_is_named() {
         }
         assert!(sysctl::apply(&proc, true).unwrap().is_empty());
     });
+}
+
+#[test]
+#[ignore = "needs root and FERRY_REAL_KERNEL=1"]
+fn real_responder_answers_arp_and_ndp_only_for_announced_addresses() {
+    in_fresh_netns(l2_cases::answers_only_for_announced_addresses);
+}
+
+#[test]
+#[ignore = "needs root and FERRY_REAL_KERNEL=1"]
+fn real_takeover_announcement_moves_the_routers_neighbour_entry() {
+    in_fresh_netns(l2_cases::a_takeover_moves_the_routers_entry);
 }

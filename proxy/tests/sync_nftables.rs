@@ -4,6 +4,7 @@ mod sync_support;
 
 use std::time::Duration;
 
+use ferry_proxy::announce::{Eligible, Targets};
 use ferry_proxy::conntrack::{Flow, FlowTuple};
 use ferry_proxy::model::types::Protocol::{Tcp, Udp};
 use ferry_proxy::nft::Op;
@@ -138,4 +139,32 @@ async fn a_removed_udp_endpoint_loses_its_flows() {
 
     wait(Duration::from_secs(1)).await;
     assert_eq!(proxy.kernel.conntrack.flows().len(), 1, "cleaned once");
+}
+
+/// The l2 announcer learns the LoadBalancer IPs once they are programmed, and not before.
+#[tokio::test(start_paused = true)]
+async fn load_balancer_ips_are_published_for_announcement_after_the_sync() {
+    use k8s_openapi::api::core::v1::{LoadBalancerIngress, LoadBalancerStatus, ServiceStatus};
+    let proxy = Proxy::nftables(Kernel::default());
+    assert_eq!(
+        *proxy.announce_targets.borrow(),
+        None,
+        "nothing before the first sync"
+    );
+    let mut web = service("web", WEB, (Tcp, 80), |spec| {
+        spec.type_ = Some("LoadBalancer".into());
+    });
+    web.status = Some(ServiceStatus {
+        load_balancer: Some(LoadBalancerStatus {
+            ingress: Some(vec![LoadBalancerIngress {
+                ip: Some("203.0.113.5".into()),
+                ..LoadBalancerIngress::default()
+            }]),
+        }),
+        ..ServiceStatus::default()
+    });
+    proxy.list(vec![web], vec![web_endpoints(&["10.244.1.2"])]);
+    settle().await;
+    let expected = Targets::from([(ip("203.0.113.5"), Eligible::AnyNode)]);
+    assert_eq!(*proxy.announce_targets.borrow(), Some(expected));
 }

@@ -80,3 +80,25 @@ deploy_dns() {
 dns_resolves() {
 	[[ $("$@" exec dns-check -- /web resolve "kubernetes.default.svc.$CLUSTER_DOMAIN") == "$KUBERNETES_SVC_IP" ]]
 }
+
+# grant_proxy_leases: lets the nodes' proxies (identity system:kube-proxy) keep Leases in
+# kube-system, as ferry-proxy's l2 announcement does for its heartbeats (the chart grants the
+# same through a Role). Harmless for a proxy that takes no Leases.
+grant_proxy_leases() {
+	"$BIN_DIR/kubectl" --kubeconfig "$WORK/kubeconfig" apply -f - >/dev/null <<YAML
+apiVersion: rbac.authorization.k8s.io/v1
+kind: Role
+metadata: {name: ferry-proxy-announcer, namespace: kube-system}
+rules:
+  - apiGroups: [coordination.k8s.io]
+    resources: [leases]
+    verbs: [get, list, watch, create, patch, delete]
+---
+apiVersion: rbac.authorization.k8s.io/v1
+kind: RoleBinding
+metadata: {name: ferry-proxy-announcer, namespace: kube-system}
+roleRef: {apiGroup: rbac.authorization.k8s.io, kind: Role, name: ferry-proxy-announcer}
+subjects:
+  - {apiGroup: rbac.authorization.k8s.io, kind: User, name: system:kube-proxy}
+YAML
+}

@@ -67,6 +67,9 @@ clusterCIDR: {{ $c.clusterCIDR | quote }}
 metricsBindAddress: {{ $c.metricsBindAddress | quote }}
 healthzBindAddress: {{ $c.healthzBindAddress | quote }}
 loadBalancerAnnouncement: {{ $c.loadBalancerAnnouncement }}
+l2:
+  interface: {{ $c.l2.interface | quote }}
+  leaseDuration: {{ $c.l2.leaseDuration | quote }}
 # Directory standing for the node's /proc/sys (its net/ subtree is mounted there writable).
 sysctlRoot: {{ ternary "/host/proc/sys" "/proc/sys" .root.Values.proxy.hostSysctls }}
 # true only after `helm uninstall` started: remove every kernel object Ferry owns on exit.

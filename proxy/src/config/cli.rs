@@ -5,7 +5,7 @@ use std::path::PathBuf;
 
 use clap::{Parser, Subcommand, ValueEnum};
 
-use super::Mode;
+use super::{Announcement, Mode};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
 pub enum LogFormat {
@@ -73,6 +73,16 @@ pub struct Cli {
     /// Default IPVS scheduler (rr, wrr, lc, wlc, sh, mh, sed, nq).
     #[arg(long)]
     pub ipvs_scheduler: Option<String>,
+
+    /// How LoadBalancer IPs are announced: `l2` answers ARP/NDP for them from one node each
+    /// (default none).
+    #[arg(long, value_enum)]
+    pub announce: Option<Announcement>,
+
+    /// The interface that answers ARP/NDP in l2 mode (default: the one holding the node's
+    /// InternalIP).
+    #[arg(long)]
+    pub announce_interface: Option<String>,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Subcommand)]

@@ -24,6 +24,7 @@ pub struct FileConfig {
     pub healthz_bind_address: Option<String>,
     pub hostname_override: Option<String>,
     pub load_balancer_announcement: Option<Announcement>,
+    pub l2: Option<L2File>,
     /// Directory standing for the node's /proc/sys, for the `net.*` keys.
     pub sysctl_root: Option<PathBuf>,
     pub cleanup_on_exit: Option<bool>,
@@ -36,6 +37,17 @@ pub struct IpvsFile {
     pub graceful_termination_seconds: Option<u64>,
     #[serde(rename = "strictARP")]
     pub strict_arp: Option<bool>,
+}
+
+/// Settings of `loadBalancerAnnouncement: l2`.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct L2File {
+    /// Empty means the interface holding the node's InternalIP.
+    pub interface: Option<String>,
+    /// How long a proxy's heartbeat Lease lasts without renewal: a crashed node's addresses
+    /// move after this long.
+    pub lease_duration: Option<String>,
 }
 
 impl FileConfig {

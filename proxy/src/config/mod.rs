@@ -15,7 +15,7 @@ use ipnet::IpNet;
 use serde::Deserialize;
 
 pub use cli::{Cli, Command, LogFormat};
-pub use file::{FileConfig, IpvsFile};
+pub use file::{FileConfig, IpvsFile, L2File};
 
 use crate::model::ModelConfig;
 use crate::model::types::Scheduler;
@@ -28,7 +28,7 @@ pub enum Mode {
 }
 
 /// How LoadBalancer IPs are announced on the node's links (LoadBalancerPool).
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, ValueEnum, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Announcement {
     #[default]
@@ -56,6 +56,17 @@ pub struct IpvsConfig {
     pub strict_arp: bool,
 }
 
+/// Settings of the l2 announcement (see [`crate::announce`]).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct L2Config {
+    /// `None`: the interface holding the node's InternalIP.
+    pub interface: Option<String>,
+    pub lease_duration: Duration,
+    /// Where the heartbeat Leases live: `$POD_NAMESPACE`, else `kube-system`, which exists
+    /// in every cluster (a proxy run outside a pod still works).
+    pub namespace: String,
+}
+
 /// The whole, validated configuration.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Config {
@@ -72,6 +83,7 @@ pub struct Config {
     pub ipvs: IpvsConfig,
     pub model: ModelConfig,
     pub load_balancer_announcement: Announcement,
+    pub l2: L2Config,
     pub sysctl_root: PathBuf,
     pub cleanup_on_exit: bool,
 }
@@ -109,6 +121,7 @@ fn invalid(field: &'static str, problem: impl Into<String>) -> ConfigError {
 pub struct Environment {
     pub node_name: Option<String>,
     pub host_name: Option<String>,
+    pub pod_namespace: Option<String>,
 }
 
 impl Environment {
@@ -117,6 +130,7 @@ impl Environment {
         Self {
             node_name: std::env::var("NODE_NAME").ok(),
             host_name: host_name.map(|name| name.trim().to_owned()),
+            pod_namespace: std::env::var("POD_NAMESPACE").ok(),
         }
     }
 }
@@ -150,7 +164,32 @@ impl Config {
                 format!("{min_sync_period:?} is longer than syncPeriod ({sync_period:?})"),
             ));
         }
-        let announcement = file.load_balancer_announcement.unwrap_or_default();
+        let announcement = cli
+            .announce
+            .or(file.load_balancer_announcement)
+            .unwrap_or_default();
+        let l2_file = file.l2.clone().unwrap_or_default();
+        let lease_duration = duration("l2.leaseDuration", l2_file.lease_duration, "6s")?;
+        if lease_duration < Duration::from_secs(3) {
+            return Err(invalid(
+                "l2.leaseDuration",
+                format!(
+                    "{lease_duration:?} is shorter than 3s (Leases count whole seconds, renewed every third)"
+                ),
+            ));
+        }
+        let l2 = L2Config {
+            interface: cli
+                .announce_interface
+                .or(l2_file.interface)
+                .filter(|name| !name.trim().is_empty()),
+            lease_duration,
+            namespace: env
+                .pod_namespace
+                .clone()
+                .filter(|ns| !ns.is_empty())
+                .unwrap_or_else(|| "kube-system".to_owned()),
+        };
         let node_name = [
             cli.hostname_override,
             file.hostname_override,
@@ -197,6 +236,7 @@ impl Config {
                 masquerade_all: file.masquerade_all.unwrap_or(false),
             },
             load_balancer_announcement: announcement,
+            l2,
             sysctl_root: file
                 .sysctl_root
                 .unwrap_or_else(|| PathBuf::from("/proc/sys")),
@@ -307,6 +347,7 @@ mod tests {
         Environment {
             node_name: Some("node-a".into()),
             host_name: Some("host".into()),
+            pod_namespace: None,
         }
     }
 
@@ -336,6 +377,9 @@ clusterCIDR: ""
 metricsBindAddress: "0.0.0.0:10249"
 healthzBindAddress: "0.0.0.0:10256"
 loadBalancerAnnouncement: none
+l2:
+  interface: ""
+  leaseDuration: "6s"
 sysctlRoot: /host/proc/sys
 cleanupOnExit: false
 "#;
@@ -464,5 +508,38 @@ cleanupOnExit: false
     fn l2_announcement_needs_strict_arp() {
         let config = resolve(&[], "loadBalancerAnnouncement: l2").unwrap();
         assert!(config.ipvs.strict_arp);
+    }
+
+    #[test]
+    fn l2_settings_come_from_flags_the_file_and_the_environment() {
+        let defaults = resolve(&[], "").unwrap();
+        assert_eq!(defaults.load_balancer_announcement, Announcement::None);
+        assert_eq!(
+            defaults.l2,
+            L2Config {
+                interface: None,
+                lease_duration: Duration::from_secs(6),
+                namespace: "kube-system".into(),
+            }
+        );
+        let file = "loadBalancerAnnouncement: none\nl2: {interface: eth1, leaseDuration: 15s}";
+        let config = resolve(&["--announce=l2", "--announce-interface=eth0"], file).unwrap();
+        assert_eq!(config.load_balancer_announcement, Announcement::L2);
+        assert_eq!(config.l2.interface.as_deref(), Some("eth0"));
+        assert_eq!(config.l2.lease_duration, Duration::from_secs(15));
+        let in_pod = Environment {
+            pod_namespace: Some("ferry".into()),
+            ..env()
+        };
+        let config = Config::resolve(cli(&[]), FileConfig::default(), in_pod).unwrap();
+        assert_eq!(config.l2.namespace, "ferry");
+        assert_eq!(
+            rejected_field(&[], "l2: {leaseDuration: 1s}"),
+            "l2.leaseDuration"
+        );
+        assert_eq!(
+            rejected_field(&[], "l2: {leaseDuration: soon}"),
+            "l2.leaseDuration"
+        );
     }
 }

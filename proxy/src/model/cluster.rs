@@ -69,6 +69,8 @@ pub struct ServiceInfo {
     pub external_ips: Vec<IpAddr>,
     /// `status.loadBalancer.ingress[].ip` except `ipMode: Proxy`, only the Service's families.
     pub load_balancer_ips: Vec<IpAddr>,
+    /// `spec.loadBalancerClass`: which implementation assigns (and announces) those IPs.
+    pub load_balancer_class: Option<String>,
     /// `spec.loadBalancerSourceRanges`; empty allows every source.
     pub source_ranges: Vec<IpNet>,
     pub ports: Vec<ServicePort>,

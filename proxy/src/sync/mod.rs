@@ -11,12 +11,13 @@ use std::collections::BTreeSet;
 use std::sync::Arc;
 use std::time::SystemTime;
 
-use tokio::sync::RwLock;
+use tokio::sync::{RwLock, watch};
 use tokio::time::Instant;
 use tracing::{Instrument, error, field, info, info_span, warn};
 
 pub use schedule::{Outcome, Periods, Schedule, SyncKind};
 
+use crate::announce::{self, Targets};
 use crate::dataplane::{Dataplane, DataplaneError, Reading, SyncReport};
 use crate::health::Health;
 use crate::healthcheck::HealthCheckServers;
@@ -38,6 +39,9 @@ pub struct SyncContext {
     pub metrics: Arc<Metrics>,
     pub health: Arc<Health>,
     pub health_checks: HealthCheckServers,
+    /// Where the LoadBalancer IPs to announce go after each successful sync (l2 mode only);
+    /// `None` in the channel until the first one.
+    pub announce_targets: Option<watch::Sender<Option<Targets>>>,
 }
 
 pub struct Syncer<D> {
@@ -159,6 +163,16 @@ impl<D: Dataplane> Syncer<D> {
         let (services, endpoints) = programmed(desired);
         context.metrics.set_programmed(services, endpoints);
         context.health_checks.update(desired.health_checks()).await;
+        if let Some(sender) = &context.announce_targets {
+            let targets = context
+                .tracker
+                .with_tracker(|t| announce::targets(t.snapshot()));
+            sender.send_if_modified(|published| {
+                let changed = published.as_ref() != Some(&targets);
+                *published = Some(targets);
+                changed
+            });
+        }
     }
 }
 

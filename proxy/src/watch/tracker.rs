@@ -158,6 +158,7 @@ mod tests {
             cluster_ips: vec![cluster_ip.parse().unwrap()],
             external_ips: vec![],
             load_balancer_ips: vec![],
+            load_balancer_class: None,
             source_ranges: vec![],
             ports: vec![ServicePort {
                 name: "http".into(),

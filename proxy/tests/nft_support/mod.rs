@@ -51,6 +51,7 @@ pub fn service(namespace: &str, name: &str, build: impl FnOnce(&mut ServiceInfo)
         cluster_ips: Vec::new(),
         external_ips: Vec::new(),
         load_balancer_ips: Vec::new(),
+        load_balancer_class: None,
         source_ranges: Vec::new(),
         ports: Vec::new(),
         scheduler: Scheduler::default(),

@@ -12,6 +12,7 @@ use std::net::IpAddr;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
 
+use ferry_proxy::announce::Targets;
 use ferry_proxy::conntrack::FakeConntrack;
 use ferry_proxy::dataplane::{Dataplane, IpvsDataplane, IpvsEdges, NftablesDataplane};
 use ferry_proxy::health::Health;
@@ -31,7 +32,7 @@ use k8s_openapi::api::core::v1::{
 use k8s_openapi::api::discovery::v1::{Endpoint, EndpointConditions, EndpointPort, EndpointSlice};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use kube::runtime::watcher::Event;
-use tokio::sync::oneshot;
+use tokio::sync::{oneshot, watch};
 use tokio::task::JoinHandle;
 
 pub const NODE: &str = "node-a";
@@ -207,6 +208,8 @@ pub struct Proxy {
     pub tracker: Arc<SharedTracker>,
     pub metrics: Arc<Metrics>,
     pub desired: SharedDesired,
+    /// The LoadBalancer IPs the loop publishes for the l2 announcer.
+    pub announce_targets: watch::Receiver<Option<Targets>>,
     stop: Option<oneshot::Sender<()>>,
     task: JoinHandle<()>,
 }
@@ -255,6 +258,7 @@ impl Proxy {
         let tracker = SharedTracker::new(settings, metrics.clone());
         let health = Arc::new(Health::new(SYNC_PERIOD));
         let desired = SharedDesired::default();
+        let (announce_sender, announce_targets) = watch::channel(None);
         let context = SyncContext {
             tracker: tracker.clone(),
             desired: desired.clone(),
@@ -263,6 +267,7 @@ impl Proxy {
             metrics: metrics.clone(),
             health: health.clone(),
             health_checks: HealthCheckServers::new(ip("127.0.0.1"), health),
+            announce_targets: Some(announce_sender),
         };
         let periods = Periods {
             min_sync_period: MIN_SYNC_PERIOD,
@@ -278,6 +283,7 @@ impl Proxy {
             tracker,
             metrics,
             desired,
+            announce_targets,
             stop: Some(stop),
             task,
         }

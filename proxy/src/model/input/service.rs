@@ -66,6 +66,7 @@ pub fn service_info(service: &Service) -> Result<Converted<ServiceInfo>, Skip> {
         cluster_ips,
         external_ips,
         load_balancer_ips,
+        load_balancer_class: spec.load_balancer_class.clone(),
         source_ranges: source_ranges.unwrap_or_default(),
         ports,
         scheduler: scheduler(service, &mut warnings),
