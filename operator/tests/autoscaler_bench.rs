@@ -45,7 +45,7 @@ fn rounds() -> usize {
 #[ignore = "needs the local cluster with metrics-server"]
 async fn cpu_load_step_to_scale_decision_autoscaler_versus_hpa() {
     for round in 1..=rounds() {
-        in_namespace("fbench-cpu", |client, ns| async move {
+        in_namespace(&format!("fbench-cpu{round}"), |client, ns| async move {
             create_web_app(&client, &ns, "app-burner", "100m").await;
             create_autoscaler(&client, &ns, app_ref("app-burner"), cpu(50), None).await;
             create_deployment(&client, &ns, "deploy-burner", "100m").await;
@@ -80,7 +80,7 @@ async fn cpu_load_step_to_scale_decision_autoscaler_versus_hpa() {
 #[ignore = "needs the local cluster with ferry-proxy"]
 async fn connection_load_step_to_scale_decision() {
     for round in 1..=rounds() {
-        in_namespace("fbench-conn", |client, ns| async move {
+        in_namespace(&format!("fbench-conn{round}"), |client, ns| async move {
             create_web_app(&client, &ns, "web", "10m").await;
             create_service(&client, &ns, "web").await;
             let metric = json!({ "type": "Connections", "connections": { "service": "web", "targetPerReplica": "1" } });
