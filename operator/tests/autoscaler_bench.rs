@@ -13,7 +13,8 @@
 //!   (kube-controller-manager's, for comparison);
 //! - connections: a client starts opening connections to a Service of a one-replica App.
 //!
-//! `FERRY_BENCH_ROUNDS` (default 3) repeats each.
+//! `FERRY_BENCH_ROUNDS` (default 3) repeats each; the CPU rounds start the step at evenly
+//! spread moments of the controllers' 15-second sync period.
 
 // The harness serves the cluster tests too; the benchmarks use only part of it.
 #[allow(dead_code)]
@@ -33,6 +34,8 @@ use tokio::time::{Instant, sleep};
 /// How often the benchmark looks at the targets' replicas: its resolution.
 const POLL: Duration = Duration::from_millis(200);
 const DECISION_TIMEOUT: Duration = Duration::from_secs(300);
+/// How often the Autoscaler and kube-controller-manager's HPA controller evaluate CPU.
+const RESOURCE_SYNC_PERIOD: Duration = Duration::from_secs(15);
 
 fn rounds() -> usize {
     std::env::var("FERRY_BENCH_ROUNDS")
@@ -53,6 +56,9 @@ async fn cpu_load_step_to_scale_decision_autoscaler_versus_hpa() {
             wait_for_ready_pods(&client, &ns, "app-burner", 1, Duration::from_secs(120)).await;
             wait_for_ready_pods(&client, &ns, "deploy-burner", 1, Duration::from_secs(120)).await;
             wait_until_metrics_read(&client, &ns).await;
+            // Both controllers just read the idle value and sync every 15 s: a step right now
+            // would always wait one whole period. The rounds spread the step over the period.
+            sleep(RESOURCE_SYNC_PERIOD.mul_f64((round - 1) as f64 / rounds() as f64)).await;
 
             let started = Instant::now();
             let load = futures::future::join(
