@@ -531,6 +531,28 @@ func TestOperatorDeployment(t *testing.T) {
 	}
 }
 
+// The operator scrapes the proxies' connection counters where they serve them: the proxy
+// pods (host network) of this release, at the port of proxy.config.metricsBindAddress.
+func TestOperatorFindsTheProxiesMetrics(t *testing.T) {
+	for port, sets := range map[string][]string{
+		"10249": nil,
+		"19249": {"proxy.config.metricsBindAddress=0.0.0.0:19249"},
+	} {
+		var d appsv1.Deployment
+		typed(t, render(t, sets...).get(t, "Deployment", "ferry-operator"), &d)
+		args := container(t, d.Spec.Template.Spec.Containers, "operator").Args
+		for _, want := range []string{
+			"--autoscaler-proxy-namespace=kube-system",
+			"--autoscaler-proxy-selector=app.kubernetes.io/name=ferry-proxy,app.kubernetes.io/instance=ferry",
+			"--autoscaler-proxy-metrics-port=" + port,
+		} {
+			if !slices.Contains(args, want) {
+				t.Errorf("with %v: args %v lack %s", sets, args, want)
+			}
+		}
+	}
+}
+
 func TestServiceMonitorOnlyWhenEnabled(t *testing.T) {
 	if render(t).has("ServiceMonitor", "ferry") {
 		t.Error("ServiceMonitor rendered by default")

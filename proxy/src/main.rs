@@ -14,8 +14,8 @@ use ferry_proxy::announce::{self, L2Settings, Targets};
 use ferry_proxy::config::{Announcement, Command, Config, LogFormat, Mode, Source};
 use ferry_proxy::conntrack::{ConntrackError, NetlinkConntrack};
 use ferry_proxy::dataplane::{
-    self, CleanupError, ConnectionStats, Dataplane, IpvsDataplane, IpvsEdges, NftablesDataplane,
-    NodeSysctl,
+    self, CleanupError, ConnectionStats, Dataplane, IpvsDataplane, IpvsEdges, NftCounters,
+    NftablesDataplane, NodeSysctl,
 };
 use ferry_proxy::health::{self, Health};
 use ferry_proxy::healthcheck::HealthCheckServers;
@@ -165,8 +165,11 @@ async fn run(config: Config) -> Result<(), MainError> {
             remove_ipvs_leftovers(loopback).await?;
             dataplane::apply_sysctls(&sysctl, config.mode, false, loopback)?;
             let cidrs = config.model.cluster_cidrs.clone();
+            let counters = NftCounters::new(NetlinkDataplane::open()?);
+            let stats = ConnectionStats::new(counters, desired, metrics.clone());
             let dataplane = NftablesDataplane::new(nft, conntrack, cidrs, metrics.clone());
-            serve(&config, dataplane, context, None, stopping).await?;
+            let hook: Arc<dyn ScrapeHook> = Arc::new(stats);
+            serve(&config, dataplane, context, Some(hook), stopping).await?;
         }
     }
     if let Some(announcer) = announcer {

@@ -137,7 +137,7 @@ impl Metrics {
         );
         registry.register(
             "service_connections",
-            "Connections scheduled to each Service's frontends (IPVS mode)",
+            "New connections to each Service's frontends (IPVS: virtual server counters; nftables: Service chain counters)",
             service_connections.clone(),
         );
         registry.register(

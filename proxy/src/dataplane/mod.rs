@@ -17,7 +17,7 @@ mod udp;
 use std::future::Future;
 
 pub use cleanup::{CleanupError, cleanup, remove_ipvs_mode};
-pub use connections::ConnectionStats;
+pub use connections::{ConnectionCounters, ConnectionStats, CounterError, NftCounters};
 pub use helper::ruleset as ipvs_helper_ruleset;
 pub use ipvs::{IpvsDataplane, IpvsEdges};
 pub use nftables::NftablesDataplane;

@@ -7,8 +7,9 @@
 //!   (daddr . l4proto . dport);
 //! - `nat-prerouting` / `nat-output` jump to `services`, which marks connections that need
 //!   masquerading (set membership) and dispatches through `services-<family>` to a chain per
-//!   Service port and endpoint selection, whose single rule DNATs with
-//!   `numgen random mod N map { … }`: no chain per endpoint;
+//!   Service port and endpoint selection, which counts the connection (`counter`: the
+//!   per-Service connection metric) and DNATs with `numgen random mod N map { … }`: no chain
+//!   per endpoint;
 //! - `nat-postrouting` masquerades marked connections and hairpin ones (an endpoint reaching
 //!   itself through its Service).
 //!
@@ -421,6 +422,24 @@ struct ServiceChains {
     remember: Option<String>,
 }
 
+/// The chain that picks an endpoint for a frontend's new connections, which it counts first
+/// (`ferry_proxy_service_connections_total`): one per Service port, family and endpoint
+/// selection, e.g. `svc-ipv4-default/web/tcp/80`.
+pub fn service_chain(key: &VirtualServerKey, frontend: &ModelFrontend) -> String {
+    let selection = match frontend.traffic_policy {
+        TrafficPolicy::Cluster => "svc",
+        TrafficPolicy::Local => "local",
+    };
+    format!(
+        "{selection}-{}-{}/{}/{}/{}",
+        Family::of(key.address).suffix(),
+        frontend.service.service.namespace,
+        frontend.service.service.name,
+        protocol_name(key.protocol),
+        frontend.service.port,
+    )
+}
+
 /// The chains (and affinity sets) of one Service port, family and endpoint selection, shared
 /// by every frontend that uses the same endpoints (ClusterIP and NodePort, say).
 fn add_service_chains(
@@ -430,18 +449,7 @@ fn add_service_chains(
     endpoints: Vec<RealServerKey>,
 ) -> ServiceChains {
     let family = Family::of(key.address);
-    let selection = match frontend.traffic_policy {
-        TrafficPolicy::Cluster => "svc",
-        TrafficPolicy::Local => "local",
-    };
-    let service = format!(
-        "{selection}-{}-{}/{}/{}/{}",
-        family.suffix(),
-        frontend.service.service.namespace,
-        frontend.service.service.name,
-        protocol_name(key.protocol),
-        frontend.service.port,
-    );
+    let service = service_chain(key, frontend);
     let pick_random = Rule::new(
         vec![Match::Protocol(key.protocol)],
         vec![Statement::Dnat {
@@ -451,7 +459,8 @@ fn add_service_chains(
     );
     let remember = match frontend.server.params.persistence {
         None => {
-            insert_chain(ruleset, &service, regular(vec![pick_random]));
+            let rules = vec![always(Statement::Counter), pick_random];
+            insert_chain(ruleset, &service, regular(rules));
             None
         }
         Some(timeout) => {
@@ -483,7 +492,7 @@ impl Affinity<'_> {
         pick_random: Rule,
     ) -> String {
         let family = self.kind.family();
-        let mut pick = Vec::new();
+        let mut pick = vec![always(Statement::Counter)];
         let mut remember = Vec::new();
         for endpoint in endpoints {
             let set = affinity_set(self.service, &endpoint);

@@ -234,6 +234,7 @@ fn statement_text(statement: &Statement) -> String {
             format!("dnat {} to {target}:{}", nat_family(family), endpoint.port)
         }
         Statement::Update { key, set } => format!("update @{set} {{ {} }}", key_text(*key)),
+        Statement::Counter => "counter".to_owned(),
     }
 }
 

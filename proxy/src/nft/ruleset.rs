@@ -220,6 +220,9 @@ pub enum Statement {
         key: Key,
         set: String,
     },
+    /// `counter`: counts the packets that reach it. In a nat chain only a connection's first
+    /// packet does, so it counts new connections (the Autoscaler's connection metric).
+    Counter,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]

@@ -333,6 +333,7 @@ impl<'a> Tracer<'a> {
                 check_dnat(chain, Family::of(endpoint.address), &endpoints, state)?;
                 Step::Leave(Flow::Stop(Terminal::Dnat(endpoints)))
             }
+            Statement::Counter => Step::Next,
             Statement::Update { key, set } => {
                 if !self.require_set(set)?.kind.is_dynamic() {
                     return Err(TraceError::StaticSetUpdated(set.clone()));

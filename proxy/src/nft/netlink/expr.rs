@@ -154,6 +154,10 @@ pub enum Expr {
         set: String,
         key: Reg,
     },
+    /// A counter, starting from zero. Its values are not part of the expression: they change
+    /// with every packet, and a table that only counted must still equal what Ferry meant
+    /// (read them with [`counted_packets`]).
+    Counter,
 }
 
 impl Expr {
@@ -172,6 +176,7 @@ impl Expr {
             Expr::Masquerade { .. } => "masq",
             Expr::Reject { .. } => "reject",
             Expr::DynsetUpdate { .. } => "dynset",
+            Expr::Counter => "counter",
         }
     }
 
@@ -258,6 +263,10 @@ impl Expr {
                 Attr::u32(NFTA_DYNSET_OP, NFT_DYNSET_OP_UPDATE),
                 Attr::string(NFTA_DYNSET_SET_NAME, set),
             ],
+            Expr::Counter => vec![
+                Attr::u64(NFTA_COUNTER_BYTES, 0),
+                Attr::u64(NFTA_COUNTER_PACKETS, 0),
+            ],
         };
         Attr::nested(
             NFTA_LIST_ELEM,
@@ -275,6 +284,20 @@ impl Expr {
         let data = attrs.require_nested(NFTA_EXPR_DATA, "expression data")?;
         decode_data(&name, &data).map_err(|e| DecodeError::new(format!("{name}: {}", e.0)))
     }
+}
+
+/// The packets a `counter` expression (one `NFTA_LIST_ELEM` of a dumped rule) has counted;
+/// `None` for any other expression.
+pub fn counted_packets(element: &[u8]) -> Result<Option<u64>, DecodeError> {
+    let attrs = Attrs::parse(element)?;
+    if attrs.require_string(NFTA_EXPR_NAME, "expression name")? != "counter" {
+        return Ok(None);
+    }
+    let data = attrs.require_nested(NFTA_EXPR_DATA, "counter data")?;
+    Ok(Some(
+        data.u64(NFTA_COUNTER_PACKETS, "counter packets")?
+            .unwrap_or(0),
+    ))
 }
 
 fn reg(kind: u16, register: Reg) -> Attr {
@@ -460,6 +483,7 @@ fn decode_data(name: &str, a: &Attrs) -> Result<Expr, DecodeError> {
                 key: register(a, NFTA_DYNSET_SREG_KEY, "key")?,
             }
         }
+        "counter" => Expr::Counter,
         other => return Err(DecodeError::new(format!("unknown expression {other}"))),
     })
 }

@@ -255,6 +255,7 @@ impl Lowering {
                     key: FIRST,
                 });
             }
+            Statement::Counter => self.push(Expr::Counter),
         }
     }
 

@@ -8,7 +8,9 @@ use netlink_packet_core::{
 };
 
 use super::attr::{Attr, Attrs, DecodeError, encode};
-use super::expr::{ElementData, Expr, SetRef, SetSpec, decode_verdict, verdict_attr};
+use super::expr::{
+    ElementData, Expr, SetRef, SetSpec, counted_packets, decode_verdict, verdict_attr,
+};
 use super::lower::{element_key, lower_rule, set_spec, verdict_data};
 use super::snapshot::{HookSnapshot, Object};
 use super::uapi::*;
@@ -562,18 +564,25 @@ fn decode_chain(attrs: &Attrs) -> Result<Object, DecodeError> {
 }
 
 fn decode_rule(attrs: &Attrs) -> Result<Object, DecodeError> {
-    let list = attrs.nested(NFTA_RULE_EXPRESSIONS, "expressions")?;
-    let exprs = match list {
+    let elements: Vec<&[u8]> = match attrs.nested(NFTA_RULE_EXPRESSIONS, "expressions")? {
         None => Vec::new(),
-        Some(list) => list
-            .all(NFTA_LIST_ELEM)
-            .map(Expr::decode)
-            .collect::<Result<_, _>>()?,
+        Some(list) => list.all(NFTA_LIST_ELEM).collect(),
     };
+    let exprs = elements
+        .iter()
+        .map(|element| Expr::decode(element))
+        .collect::<Result<_, _>>()?;
+    let mut packets = None;
+    for element in &elements {
+        if let Some(counted) = counted_packets(element)? {
+            *packets.get_or_insert(0) += counted;
+        }
+    }
     Ok(Object::Rule {
         table: attrs.require_string(NFTA_RULE_TABLE, "rule table")?,
         chain: attrs.require_string(NFTA_RULE_CHAIN, "rule chain")?,
         exprs,
+        packets,
     })
 }
 

@@ -52,6 +52,8 @@ pub enum Object {
         table: String,
         chain: String,
         exprs: Vec<Expr>,
+        /// What the rule's counter counted, if it has one (not part of the snapshot).
+        packets: Option<u64>,
     },
     Set {
         table: String,
@@ -134,6 +136,7 @@ impl TableSnapshot {
                     table,
                     chain,
                     exprs,
+                    ..
                 } if ours(&table) => rules.push((chain, exprs)),
                 Object::Set { table, name, spec } if ours(&table) => {
                     if spec.flags & NFT_SET_ANONYMOUS != 0 {

@@ -1,16 +1,18 @@
 //! The kernel implementation of [`NftDataplane`]: one `NETLINK_NETFILTER` socket.
 
+use std::collections::BTreeMap;
 use std::io;
 use std::os::fd::AsRawFd;
 
 use netlink_sys::Socket;
 use tracing::{debug, warn};
 
+use super::attr::Attr;
 use super::message::{
     BatchOutcome, Reply, decode_replies, dump_elements_request, dump_request, encode_batch,
 };
 use super::snapshot::{Object, TableSnapshot};
-use super::uapi::{NETLINK_NETFILTER, NFT_SET_ANONYMOUS, NFT_SET_EVAL, msg};
+use super::uapi::{NETLINK_NETFILTER, NFT_SET_ANONYMOUS, NFT_SET_EVAL, NFTA_RULE_TABLE, msg};
 use crate::nft::diff::Batch;
 use crate::nft::ruleset::TABLE_NAME;
 use crate::nft::{Errno, NftDataplane, NftError};
@@ -166,6 +168,28 @@ impl NetlinkDataplane {
         }
         self.dump(|s| dump_request(msg::GETRULE, s, Vec::new()), &mut reading)?;
         Ok(reading)
+    }
+
+    /// What the counters in each chain of Ferry's table have counted, summed per chain. A
+    /// chain without a counter is left out; so is everything when the table does not exist.
+    pub fn read_counters(&mut self) -> Result<BTreeMap<String, u64>, NftError> {
+        let mut reading = Reading::new();
+        let table = vec![Attr::string(NFTA_RULE_TABLE, TABLE_NAME)];
+        self.dump(|s| dump_request(msg::GETRULE, s, table), &mut reading)?;
+        let mut counters = BTreeMap::new();
+        for object in reading.objects {
+            if let Object::Rule {
+                table,
+                chain,
+                packets: Some(packets),
+                ..
+            } = object
+                && table == TABLE_NAME
+            {
+                *counters.entry(chain).or_insert(0) += packets;
+            }
+        }
+        Ok(counters)
     }
 
     fn take_sequences(&mut self, count: usize) -> u32 {

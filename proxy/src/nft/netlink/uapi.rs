@@ -111,6 +111,9 @@ pub const NFTA_LOOKUP_DREG: u16 = 3;
 pub const NFTA_LOOKUP_SET_ID: u16 = 4;
 pub const NFTA_LOOKUP_FLAGS: u16 = 5;
 
+pub const NFTA_COUNTER_BYTES: u16 = 1;
+pub const NFTA_COUNTER_PACKETS: u16 = 2;
+
 pub const NFTA_DYNSET_SET_NAME: u16 = 1;
 pub const NFTA_DYNSET_OP: u16 = 3;
 pub const NFTA_DYNSET_SREG_KEY: u16 = 4;

@@ -1,11 +1,5 @@
-//! The Autoscaler against the local cluster (`e2e/cluster/up`, then `source e2e/cluster/env`):
-//! run with `cargo test -p ferry-operator --test autoscaler_cluster -- --ignored`.
-//!
-//! Each test works in a namespace of its own and deletes it afterwards. The Autoscaler
-//! controller runs inside the test process unless `FERRY_E2E_OPERATOR_DEPLOYED=1` says the
-//! operator already runs in the cluster. Needs: Ferry's CRDs applied, the App controller
-//! running, metrics-server for the CPU test, ferry-proxy with its connection counters for the
-//! connection test, and the e2e web image (`ferry.dev/e2e/web:v1`).
+//! What the Autoscaler cluster tests and benchmarks share: a namespace per test with the
+//! controller (unless the operator is deployed), Apps of the e2e web image, and load.
 
 use std::future::Future;
 use std::sync::Arc;
@@ -16,7 +10,7 @@ use ferry_operator::api::Autoscaler;
 use ferry_operator::controllers::autoscaler::{AutoscalerArgs, DecisionMetrics, run};
 use ferry_operator::metrics::Metrics;
 use futures::FutureExt;
-use k8s_openapi::api::core::v1::{ConfigMap, Namespace, Pod};
+use k8s_openapi::api::core::v1::{Namespace, Pod};
 use kube::api::{Api, ApiResource, DeleteParams, DynamicObject, ListParams, PostParams};
 use kube::runtime::events::Reporter;
 use kube::{Client, ResourceExt};
@@ -24,7 +18,7 @@ use prometheus_client::registry::Registry;
 use serde_json::{Value, json};
 use tokio::time::{Instant, sleep};
 
-const WEB_IMAGE: &str = "ferry.dev/e2e/web:v1";
+pub const WEB_IMAGE: &str = "ferry.dev/e2e/web:v1";
 
 #[derive(Parser)]
 struct Flags {
@@ -32,90 +26,8 @@ struct Flags {
     autoscaler: AutoscalerArgs,
 }
 
-#[tokio::test]
-#[ignore = "needs the local cluster"]
-async fn a_target_without_a_scale_subresource_is_reported() {
-    in_namespace("fas-noscale", |client, ns| async move {
-        let config_maps = Api::<ConfigMap>::namespaced(client.clone(), &ns);
-        let config_map = serde_json::from_value(json!({ "metadata": { "name": "settings" } }))
-            .expect("ConfigMap");
-        config_maps
-            .create(&PostParams::default(), &config_map)
-            .await
-            .expect("create ConfigMap");
-        create_autoscaler(
-            &client,
-            &ns,
-            json!({ "apiVersion": "v1", "kind": "ConfigMap", "name": "settings" }),
-            cpu(50),
-            None,
-        )
-        .await;
-        let condition =
-            wait_for_condition(&client, &ns, "AbleToScale", Duration::from_secs(60), |c| {
-                c["status"] == "False" && c["reason"] == "FailedGetScale"
-            })
-            .await;
-        let message = condition["message"].as_str().unwrap_or_default();
-        assert!(
-            message.contains("ConfigMap settings has no scale subresource"),
-            "{message}"
-        );
-    })
-    .await;
-}
-
-#[tokio::test]
-#[ignore = "needs the local cluster with metrics-server"]
-async fn a_cpu_burning_app_scales_up_then_back_down() {
-    in_namespace("fas-cpu", |client, ns| async move {
-        create_web_app(&client, &ns, "burner", "100m").await;
-        let quick_scale_down = json!({ "scaleDown": { "stabilizationWindowSeconds": 20 } });
-        create_autoscaler(
-            &client,
-            &ns,
-            app_ref("burner"),
-            cpu(50),
-            Some(quick_scale_down),
-        )
-        .await;
-        wait_for_ready_pods(&client, &ns, "burner", 1, Duration::from_secs(120)).await;
-        let load = burn_cpu(client.clone(), ns.clone(), "burner");
-        let scaled_up = wait_for_replicas(&client, &ns, |r| r >= 2, Duration::from_secs(180));
-        tokio::select! {
-            replicas = scaled_up => assert!(replicas >= 2),
-            () = load => panic!("the load stopped before the App scaled up"),
-        }
-        // The load task was dropped by select!: the pods go idle and the short window passes.
-        let replicas = wait_for_replicas(&client, &ns, |r| r == 1, Duration::from_secs(300)).await;
-        assert_eq!(replicas, 1);
-    })
-    .await;
-}
-
-#[tokio::test]
-#[ignore = "needs the local cluster with ferry-proxy"]
-async fn connection_load_scales_an_app_up() {
-    in_namespace("fas-conn", |client, ns| async move {
-        create_web_app(&client, &ns, "web", "10m").await;
-        create_service(&client, &ns, "web").await;
-        let metric = json!({ "type": "Connections", "connections": { "service": "web", "targetPerReplica": "1" } });
-        create_autoscaler(&client, &ns, app_ref("web"), metric, None).await;
-        wait_for_ready_pods(&client, &ns, "web", 1, Duration::from_secs(120)).await;
-        create_web_app(&client, &ns, "client", "10m").await;
-        wait_for_ready_pods(&client, &ns, "client", 1, Duration::from_secs(120)).await;
-        let url = format!("http://web.{ns}.svc:80/");
-        let load = connect_repeatedly(client.clone(), ns.clone(), "client", url);
-        tokio::select! {
-            replicas = wait_for_replicas(&client, &ns, |r| r >= 2, Duration::from_secs(120)) => assert!(replicas >= 2),
-            () = load => panic!("the load stopped before the App scaled up"),
-        }
-    })
-    .await;
-}
-
 /// Runs `test` in a fresh namespace (with the controller, unless deployed), then deletes it.
-async fn in_namespace<F, Fut>(prefix: &str, test: F)
+pub async fn in_namespace<F, Fut>(prefix: &str, test: F)
 where
     F: FnOnce(Client, String) -> Fut,
     Fut: Future<Output = ()>,
@@ -164,15 +76,15 @@ fn start_controller(client: Client) -> Option<tokio::task::JoinHandle<()>> {
     )))
 }
 
-fn cpu(percent: i32) -> Value {
+pub fn cpu(percent: i32) -> Value {
     json!({ "type": "Resource", "resource": { "name": "cpu", "target": { "type": "Utilization", "averageUtilization": percent } } })
 }
 
-fn app_ref(name: &str) -> Value {
+pub fn app_ref(name: &str) -> Value {
     json!({ "apiVersion": "ferry.dev/v1alpha1", "kind": "App", "name": name })
 }
 
-async fn create_autoscaler(
+pub async fn create_autoscaler(
     client: &Client,
     ns: &str,
     target: Value,
@@ -192,24 +104,12 @@ async fn create_autoscaler(
         .expect("create Autoscaler");
 }
 
-async fn create_web_app(client: &Client, ns: &str, name: &str, cpu_request: &str) {
+pub async fn create_web_app(client: &Client, ns: &str, name: &str, cpu_request: &str) {
     let app = json!({
         "apiVersion": "ferry.dev/v1alpha1",
         "kind": "App",
         "metadata": { "name": name },
-        "spec": {
-            "replicas": 1,
-            "template": {
-                "metadata": { "labels": { "app": name } },
-                "spec": { "containers": [{
-                    "name": "web",
-                    "image": WEB_IMAGE,
-                    "ports": [{ "containerPort": 8080 }],
-                    "resources": { "requests": { "cpu": cpu_request } },
-                    "readinessProbe": { "httpGet": { "path": "/healthz", "port": 8080 } },
-                }] },
-            },
-        },
+        "spec": { "replicas": 1, "template": web_pod_template(name, cpu_request) },
     });
     let object: DynamicObject = serde_json::from_value(app).expect("App");
     apps(client, ns)
@@ -218,7 +118,22 @@ async fn create_web_app(client: &Client, ns: &str, name: &str, cpu_request: &str
         .expect("create App");
 }
 
-async fn create_service(client: &Client, ns: &str, app: &str) {
+/// Pods of the web image labelled `app: <name>`, ready once they serve HTTP.
+pub fn web_pod_template(name: &str, cpu_request: &str) -> Value {
+    json!({
+        "metadata": { "labels": { "app": name } },
+        "spec": { "containers": [{
+            "name": "web",
+            "image": WEB_IMAGE,
+            "imagePullPolicy": "Never",
+            "ports": [{ "containerPort": 8080 }],
+            "resources": { "requests": { "cpu": cpu_request } },
+            "readinessProbe": { "httpGet": { "path": "/healthz", "port": 8080 }, "periodSeconds": 2 },
+        }] },
+    })
+}
+
+pub async fn create_service(client: &Client, ns: &str, app: &str) {
     let service = serde_json::from_value(json!({
         "metadata": { "name": app },
         "spec": { "selector": { "app": app }, "ports": [{ "port": 80, "targetPort": 8080 }] },
@@ -230,19 +145,28 @@ async fn create_service(client: &Client, ns: &str, app: &str) {
         .expect("create Service");
 }
 
-fn apps(client: &Client, ns: &str) -> Api<DynamicObject> {
+pub fn autoscalers(client: &Client, ns: &str) -> Api<DynamicObject> {
+    ferry_api(client, ns, "Autoscaler", "autoscalers")
+}
+
+pub fn apps(client: &Client, ns: &str) -> Api<DynamicObject> {
+    ferry_api(client, ns, "App", "apps")
+}
+
+/// A `ferry.dev/v1alpha1` kind as untyped objects, to send what the Rust types cannot express.
+fn ferry_api(client: &Client, ns: &str, kind: &str, plural: &str) -> Api<DynamicObject> {
     let resource = ApiResource {
         group: "ferry.dev".to_owned(),
         version: "v1alpha1".to_owned(),
         api_version: "ferry.dev/v1alpha1".to_owned(),
-        kind: "App".to_owned(),
-        plural: "apps".to_owned(),
+        kind: kind.to_owned(),
+        plural: plural.to_owned(),
     };
     Api::namespaced_with(client.clone(), ns, &resource)
 }
 
 /// Polls the Autoscaler's status until `accept` takes the App's replicas.
-async fn wait_for_replicas(
+pub async fn wait_for_replicas(
     client: &Client,
     ns: &str,
     accept: impl Fn(i64) -> bool,
@@ -269,7 +193,7 @@ async fn wait_for_replicas(
     }
 }
 
-async fn wait_for_condition(
+pub async fn wait_for_condition(
     client: &Client,
     ns: &str,
     type_: &str,
@@ -297,7 +221,7 @@ async fn wait_for_condition(
     }
 }
 
-async fn wait_for_ready_pods(
+pub async fn wait_for_ready_pods(
     client: &Client,
     ns: &str,
     app: &str,
@@ -319,7 +243,7 @@ async fn wait_for_ready_pods(
     }
 }
 
-async fn ready_pods(client: &Client, ns: &str, app: &str) -> Vec<String> {
+pub async fn ready_pods(client: &Client, ns: &str, app: &str) -> Vec<String> {
     let pods = Api::<Pod>::namespaced(client.clone(), ns)
         .list(&ListParams::default().labels(&format!("app={app}")))
         .await
@@ -334,7 +258,7 @@ async fn ready_pods(client: &Client, ns: &str, app: &str) -> Vec<String> {
 }
 
 /// Keeps every ready pod of `app` burning a core until the future is dropped.
-async fn burn_cpu(client: Client, ns: String, app: &str) {
+pub async fn burn_cpu(client: Client, ns: String, app: &str) {
     loop {
         let burns = ready_pods(&client, &ns, app).await.into_iter().map(|pod| {
             exec(
@@ -349,7 +273,7 @@ async fn burn_cpu(client: Client, ns: String, app: &str) {
 }
 
 /// Opens new connections to `url` from the pods of `app` until the future is dropped.
-async fn connect_repeatedly(client: Client, ns: String, app: &str, url: String) {
+pub async fn connect_repeatedly(client: Client, ns: String, app: &str, url: String) {
     loop {
         let clients = ready_pods(&client, &ns, app).await;
         let requests = clients
@@ -367,7 +291,7 @@ async fn connect_repeatedly(client: Client, ns: String, app: &str, url: String) 
     }
 }
 
-async fn exec(client: Client, ns: String, pod: String, command: Vec<&str>) {
+pub async fn exec(client: Client, ns: String, pod: String, command: Vec<&str>) {
     let pods = Api::<Pod>::namespaced(client, &ns);
     let params = kube::api::AttachParams::default().stdout(true).stderr(true);
     if let Ok(process) = pods.exec(&pod, command, &params).await {
