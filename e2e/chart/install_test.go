@@ -121,6 +121,10 @@ func TestHelmInstall(t *testing.T) {
 		appServiceAnswers(t, k, nodes)
 	})
 
+	_ = ready && t.Run("another operator replica takes over the Lease", func(t *testing.T) {
+		standbyTakesOver(t, k)
+	})
+
 	// The positive half of the uninstall check: there was a table to remove on every node.
 	for _, n := range nodes {
 		if tables, err := run(t, "", "ip", "netns", "exec", n.netns, "nft", "list", "tables"); err != nil || !ferryTable.MatchString(tables) {
@@ -197,12 +201,32 @@ func operatorReady(t *testing.T, k string) error {
 	}
 	pods := strings.Fields(kubectlOut(t, k, "-n", releaseNS, "get", "pods", "-l",
 		"app.kubernetes.io/name=ferry-operator", "-o", "jsonpath={.items[*].metadata.name}"))
-	holder := kubectlOut(t, k, "-n", releaseNS, "get", "lease", "ferry-operator", "--ignore-not-found",
-		"-o", "jsonpath={.spec.holderIdentity}")
-	if !slices.Contains(pods, holder) {
+	if holder := leaseHolder(t, k); !slices.Contains(pods, holder) {
 		return fmt.Errorf("Lease ferry-operator held by %q, want one of the operator pods %v", holder, pods)
 	}
 	return nil
+}
+
+// standbyTakesOver deletes the operator pod that holds the Lease and waits for a live
+// replica to hold it: leader election works with the chart's RBAC and pod identities.
+func standbyTakesOver(t *testing.T, k string) {
+	t.Helper()
+	leader := leaseHolder(t, k)
+	if out, err := run(t, "", k, "-n", releaseNS, "delete", "pod", leader, "--wait=false"); err != nil {
+		t.Fatalf("%v\n%s", err, out)
+	}
+	eventually(t, 60*time.Second, func() error {
+		if holder := leaseHolder(t, k); holder == leader || holder == "" {
+			return fmt.Errorf("Lease ferry-operator still held by %q, the deleted pod", holder)
+		}
+		return operatorReady(t, k)
+	})
+}
+
+func leaseHolder(t *testing.T, k string) string {
+	t.Helper()
+	return kubectlOut(t, k, "-n", releaseNS, "get", "lease", "ferry-operator", "--ignore-not-found",
+		"-o", "jsonpath={.spec.holderIdentity}")
 }
 
 // appServiceAnswers creates an App with a Service (as e2e/demo/web-app.yaml does) and
