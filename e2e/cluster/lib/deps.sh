@@ -10,7 +10,7 @@ declare -A DEP_PKG=(
 	[conntrack]=conntrack [openssl]=openssl [curl]=curl [ip]=iproute2
 	[nsenter]=util-linux [setsid]=util-linux [flock]=util-linux [findmnt]=util-linux
 	[sysctl]=procps [mount]=mount [umount]=mount [socat]=socat
-	[arping]=iputils-arping
+	[arping]=iputils-arping [objcopy]=binutils [shellcheck]=shellcheck # L2 test, images/build-oci, make lint
 )
 
 find_cni_bin_dir() {

@@ -1,8 +1,8 @@
 #!/bin/sh
 # ferry-proxy in IPVS mode against the real kernel, fed by --from-file: ClusterIP TCP and UDP,
 # NodePort, a LoadBalancer IP, session affinity, a healthCheckNodePort, a removed endpoint
-# draining, UDP conntrack cleanup, and an established connection surviving kill -9 and a
-# restart with nothing flushed.
+# draining, UDP conntrack cleanup, an established connection surviving kill -9 and a
+# restart with nothing flushed, and cleanupOnExit removing Ferry's kernel state, only Ferry's.
 #
 #   cargo build --release -p ferry-proxy
 #   e2e/vm/run --add target/release/ferry-proxy:/bin/ferry-proxy e2e/vm/tests/proxy-ipvs.sh
@@ -216,6 +216,25 @@ assert_eq "$before" "$(ipvs_table)" "IPVS table across the restart"
 expect_backend "$survivor" tcp_say survivor
 assert_contains "$(grep synced /run/ferry-vm/proxy.log | tail -n 1)" "ops=0" "the restart's sync"
 tcp_close survivor
+
+# What `helm uninstall` relies on (the chart's pre-delete hook sets cleanupOnExit and rolls
+# the proxies): the IPVS half of it needs this kernel; nftables mode is covered on the cluster.
+step "cleanupOnExit: on SIGTERM the proxy removes its virtual servers, ferry-ipvs0 and table ferry, nothing else"
+FOREIGN=198.51.100.1:80 # not on ferry-ipvs0, no NodePort: not Ferry's
+ipvsadm -A -t "$FOREIGN" -s rr
+echo "cleanupOnExit: true" >> "$CONFIG"
+syncs=$(synced_times)
+stop_proxy
+proxy
+wait_for 30 sh -c "[ \$(grep -c synced /run/ferry-vm/proxy.log) -gt $syncs ]"
+ipvsadm -Ln -t "$FOREIGN" > /dev/null || fail "the proxy removed a virtual server that is not Ferry's"
+ip link show ferry-ipvs0 > /dev/null && nft list table inet ferry > /dev/null # there is something to remove
+stop_proxy
+assert_eq "$FOREIGN" "$(ipvsadm -Ln | awk '$1 == "TCP" || $1 == "UDP" { print $2 }')" "virtual servers left"
+! ip link show ferry-ipvs0 > /dev/null 2>&1 || fail "ferry-ipvs0 is still there"
+! nft list table inet ferry > /dev/null 2>&1 || fail "table inet ferry is still there"
+grep -q "removing Ferry's kernel state" /run/ferry-vm/proxy.log || fail "the proxy did not say it cleaned up"
+ipvsadm -D -t "$FOREIGN"
 
 step "sync times, and the proxy's warnings (none expected)"
 grep "synced" /run/ferry-vm/proxy.log | sed -n 's/.*sync{\([^}]*\)}.*/\1/p'
