@@ -428,6 +428,76 @@ fn reading_while_the_table_changes_sees_one_generation() {
     assert!(flips > 10, "the table hardly changed: {flips}");
 }
 
+/// `count` ClusterIP Services × 10 endpoints, Service `short` (if any) with only 9.
+fn many_services(count: u32, short: Option<u32>) -> Ruleset {
+    let mut cluster = Cluster::default();
+    for index in 0..count {
+        let cluster_ip = format!("10.96.{}.{}", index / 250, index % 250 + 1);
+        let svc = service("bench", &format!("svc-{index}"), |s| {
+            s.cluster_ips = vec![ip(&cluster_ip)];
+            s.ports = vec![port("http", Tcp, 80, None)];
+        });
+        let endpoints = if short == Some(index) { 9 } else { 10 };
+        let addresses: Vec<String> = (0..endpoints)
+            .map(|e| {
+                let n = index * 10 + e;
+                format!("10.{}.{}.{}", 128 + n / 65_536, (n / 256) % 256, n % 256)
+            })
+            .collect();
+        let endpoints: Vec<(&str, &str, bool)> = addresses
+            .iter()
+            .map(|a| (a.as_str(), OTHER_NODE, true))
+            .collect();
+        let endpoints = slice(&svc, "a", ("http", Tcp, 8080), &endpoints);
+        cluster = cluster.with(svc, vec![endpoints]);
+    }
+    cluster.ruleset()
+}
+
+/// Other programs' rules (a CNI plugin's iptables-nft rules per pod, another agent's table)
+/// change the namespace's ruleset generation all the time: a reading of Ferry's table that
+/// spans such changes is still whole, and must not fail.
+#[test]
+#[ignore = "needs root and FERRY_REAL_KERNEL=1"]
+fn reading_succeeds_while_another_program_churns_its_own_table() {
+    if !enabled() {
+        return;
+    }
+    let node = Netns::new("ferry-nft-foreign");
+    let ruleset = many_services(500, None);
+    let mut dataplane = node.enter(|| NetlinkDataplane::open().expect("open"));
+    dataplane.apply(&full_replace(&ruleset)).expect("full sync");
+    let stop = Arc::new(AtomicBool::new(false));
+    let churn = {
+        let stop = stop.clone();
+        node.spawn(move || {
+            let mut changes = 0;
+            while !stop.load(Ordering::Relaxed) {
+                let verb = if changes % 2 == 0 { "add" } else { "delete" };
+                let status = std::process::Command::new("nft")
+                    .args([verb, "table", "ip", "another-agent"])
+                    .status()
+                    .expect("nft");
+                assert!(status.success(), "nft {verb} table failed");
+                changes += 1;
+            }
+            changes
+        })
+    };
+    let started = Instant::now();
+    for _ in 0..10 {
+        let snapshot = dataplane
+            .read_table()
+            .expect("a reading during foreign changes");
+        assert_eq!(snapshot, Some(TableSnapshot::of(&ruleset)));
+    }
+    let reading = started.elapsed() / 10;
+    stop.store(true, Ordering::Relaxed);
+    let changes = churn.join().expect("churn");
+    println!("10 readings of {reading:?} each during {changes} foreign changes");
+    assert!(changes > 20, "the other table hardly changed: {changes}");
+}
+
 /// 10,000 ClusterIP Services × 10 endpoints: a full sync, then one endpoint removed.
 #[test]
 #[ignore = "needs root and FERRY_REAL_KERNEL=1"]
@@ -436,32 +506,8 @@ fn scale_full_and_one_endpoint_batches() {
         return;
     }
     let node = Netns::new("ferry-nft-scale");
-    let build = |skip_last: bool| {
-        let mut cluster = Cluster::default();
-        for index in 0..10_000u32 {
-            let cluster_ip = format!("10.96.{}.{}", index / 250, index % 250 + 1);
-            let svc = service("bench", &format!("svc-{index}"), |s| {
-                s.cluster_ips = vec![ip(&cluster_ip)];
-                s.ports = vec![port("http", Tcp, 80, None)];
-            });
-            let count = if skip_last && index == 4_321 { 9 } else { 10 };
-            let addresses: Vec<String> = (0..count)
-                .map(|e| {
-                    let n = index * 10 + e;
-                    format!("10.{}.{}.{}", 128 + n / 65_536, (n / 256) % 256, n % 256)
-                })
-                .collect();
-            let endpoints: Vec<(&str, &str, bool)> = addresses
-                .iter()
-                .map(|a| (a.as_str(), OTHER_NODE, true))
-                .collect();
-            let endpoints = slice(&svc, "a", ("http", Tcp, 8080), &endpoints);
-            cluster = cluster.with(svc, vec![endpoints]);
-        }
-        cluster.ruleset()
-    };
-    let full = build(false);
-    let changed = build(true);
+    let full = many_services(10_000, None);
+    let changed = many_services(10_000, Some(4_321));
     let mut dataplane = node.enter(|| NetlinkDataplane::open().expect("open"));
     let started = Instant::now();
     dataplane.apply(&full_replace(&full)).expect("full sync");

@@ -69,8 +69,8 @@ pub enum NftError {
     /// acknowledgement, on the batch's last message).
     #[error("the kernel acknowledged {received} of {expected} messages")]
     MissingAcks { expected: usize, received: usize },
-    /// The ruleset kept changing while Ferry read it.
-    #[error("the ruleset changed during each of {attempts} attempts to read it")]
+    /// Another program kept changing Ferry's table while Ferry read it.
+    #[error("Ferry's table changed during each of {attempts} attempts to read it")]
     Inconsistent { attempts: usize },
 }
 

@@ -3,9 +3,10 @@
 //!
 //! [`lower`] turns the IR into the kernel's expressions, [`message`] frames batches and dump
 //! requests and decodes replies, [`socket`] talks to the kernel, [`snapshot`] is the table as
-//! the kernel reports it.
+//! the kernel reports it, [`changes`] tells whether another program changed it meanwhile.
 
 pub mod attr;
+pub mod changes;
 pub mod expr;
 pub mod lower;
 pub mod message;

@@ -8,24 +8,27 @@ use netlink_sys::Socket;
 use tracing::{debug, warn};
 
 use super::attr::Attr;
+use super::changes::ChangeWatch;
 use super::message::{
     BatchOutcome, Reply, decode_replies, dump_elements_request, dump_request, encode_batch,
 };
 use super::snapshot::{Object, TableSnapshot};
-use super::uapi::{NETLINK_NETFILTER, NFT_SET_ANONYMOUS, NFT_SET_EVAL, NFTA_RULE_TABLE, msg};
+use super::uapi::{
+    NETLINK_NETFILTER, NFPROTO_INET, NFT_SET_ANONYMOUS, NFT_SET_EVAL, NFTA_RULE_TABLE, msg,
+};
 use crate::nft::diff::Batch;
 use crate::nft::ruleset::TABLE_NAME;
 use crate::nft::{Errno, NftDataplane, NftError};
 
 /// Room for one datagram from the kernel (dumps fill up to a few pages per datagram).
 const RECEIVE_BUFFER: usize = 256 * 1024;
-/// How often [`NftDataplane::read_table`] reads again when the ruleset changes under it
-/// before giving up: changes come from whole transactions, so a few retries outlast any
-/// realistic burst.
+/// How often [`NftDataplane::read_table`] reads again when Ferry's table changes under it
+/// before giving up: only another writer to that table (drift being made) changes it.
 const READ_ATTEMPTS: usize = 8;
 
 pub struct NetlinkDataplane {
     socket: Socket,
+    changes: ChangeWatch,
     sequence: u32,
 }
 
@@ -39,32 +42,15 @@ impl NetlinkDataplane {
         socket.set_ext_ack(true).map_err(NftError::Socket)?;
         Ok(Self {
             socket,
+            changes: ChangeWatch::open()?,
             sequence: 1,
         })
     }
 
-    /// Sizes the send buffer for one batch (a batch is one datagram), beyond
-    /// `net.core.wmem_max` when allowed (Ferry runs with CAP_NET_ADMIN); a smaller buffer only
+    /// Sizes the send buffer for one batch (a batch is one datagram); a smaller buffer only
     /// fails large batches, with a clear error.
     fn size_send_buffer(&self, bytes: usize) {
-        let value = libc::c_int::try_from(bytes).unwrap_or(libc::c_int::MAX);
-        for option in [libc::SO_SNDBUFFORCE, libc::SO_SNDBUF] {
-            // SAFETY: the fd is the socket's own and stays open; the value is a c_int whose
-            // size is passed along.
-            let result = unsafe {
-                libc::setsockopt(
-                    self.socket.as_raw_fd(),
-                    libc::SOL_SOCKET,
-                    option,
-                    (&value as *const libc::c_int).cast(),
-                    std::mem::size_of::<libc::c_int>() as libc::socklen_t,
-                )
-            };
-            if result == 0 {
-                return;
-            }
-        }
-        warn!(bytes, error = %io::Error::last_os_error(), "cannot size the netlink send buffer");
+        size_buffer(&self.socket, [libc::SO_SNDBUFFORCE, libc::SO_SNDBUF], bytes);
     }
 
     /// Everything the kernel queued for this socket: a batch is processed inside `send`, so
@@ -199,6 +185,29 @@ impl NetlinkDataplane {
     }
 }
 
+/// Sets a socket buffer with the first of `options` the kernel takes: the `…FORCE` option goes
+/// beyond `net.core.[rw]mem_max` when allowed (Ferry runs with CAP_NET_ADMIN).
+pub(super) fn size_buffer(socket: &Socket, options: [libc::c_int; 2], bytes: usize) {
+    let value = libc::c_int::try_from(bytes).unwrap_or(libc::c_int::MAX);
+    for option in options {
+        // SAFETY: the fd is the socket's own and stays open; the value is a c_int whose
+        // size is passed along.
+        let result = unsafe {
+            libc::setsockopt(
+                socket.as_raw_fd(),
+                libc::SOL_SOCKET,
+                option,
+                (&value as *const libc::c_int).cast(),
+                std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+            )
+        };
+        if result == 0 {
+            return;
+        }
+    }
+    warn!(bytes, error = %io::Error::last_os_error(), "cannot size a netlink socket buffer");
+}
+
 /// The replies queued after a batch.
 #[derive(Default)]
 struct Drained {
@@ -278,12 +287,15 @@ impl NftDataplane for NetlinkDataplane {
         }
     }
 
-    /// Reads again when the ruleset changed while it was being read, so the snapshot is
-    /// one generation's (as `nft` does with its generation check).
+    /// Reads again when Ferry's table changed while it was being read, so the snapshot is
+    /// whole (`nft` reads again on any change of generation; see [`ChangeWatch`] for why
+    /// Ferry looks closer).
     fn read_table(&mut self) -> Result<Option<TableSnapshot>, NftError> {
         for attempt in 1..=READ_ATTEMPTS {
+            self.changes.start()?;
             let reading = self.read_once()?;
-            if reading.consistent {
+            let touched = self.changes.touched(NFPROTO_INET, TABLE_NAME)?;
+            if reading.consistent || !touched {
                 return TableSnapshot::assemble(reading.objects).map_err(|e| NftError::Decode(e.0));
             }
             debug!(

@@ -9,6 +9,8 @@ pub const NFNL_MSG_BATCH_BEGIN: u16 = 0x10;
 pub const NFNL_MSG_BATCH_END: u16 = 0x11;
 pub const NFPROTO_INET: u8 = 1;
 pub const AF_UNSPEC: u8 = 0;
+/// The multicast group nf_tables announces every committed change to.
+pub const NFNLGRP_NFTABLES: u32 = 7;
 
 /// `enum nf_tables_msg_types`.
 pub mod msg {
@@ -27,6 +29,8 @@ pub mod msg {
     pub const NEWSETELEM: u8 = 12;
     pub const GETSETELEM: u8 = 13;
     pub const DELSETELEM: u8 = 14;
+    /// A transaction's new generation: the only announcement that names no table.
+    pub const NEWGEN: u8 = 15;
 }
 
 pub const NFTA_LIST_ELEM: u16 = 1;
