@@ -17,7 +17,7 @@ import (
 
 // Endpoint addresses are never dialled: the proxies only program them. The initial ones
 // come from one range and every change's address from another, so a changed endpoint is
-// recognisable in `nft monitor`'s output.
+// recognisable in nf_tables' change announcements.
 var (
 	initialEndpoints = netip.MustParseAddr("10.128.0.0")
 	changedEndpoints = netip.MustParseAddr("10.250.0.0")

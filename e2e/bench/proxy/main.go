@@ -7,7 +7,8 @@
 //   - full sync: from the proxy's start until its metrics report the first sync, checked
 //     against the kernel's ruleset;
 //   - programming latency: single-endpoint changes written at a fixed rate, each timed from
-//     the API write until `nft monitor` in the node's namespace shows the new endpoint;
+//     the API write until the kernel's nf_tables, in the node's namespace, announces a change
+//     holding the new endpoint (read straight from its netlink group, see monitor.go);
 //   - RSS and CPU seconds of each proxy (and of the nft processes kube-proxy runs).
 //
 // Both proxies run with their defaults (1 s minimum sync period, 30 s full resync).

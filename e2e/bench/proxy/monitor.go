@@ -1,117 +1,224 @@
 package main
 
 import (
-	"bufio"
+	"bytes"
 	"context"
+	"errors"
 	"fmt"
-	"os/exec"
-	"regexp"
+	"net/netip"
+	"runtime"
 	"strings"
 	"sync"
 	"time"
+
+	"golang.org/x/sys/unix"
 )
 
-// changedAddress matches an address of changedEndpoints in `nft monitor` output, also inside
-// kube-proxy's chain names ("endpoint-…__10.250.0.1/8080").
-var changedAddress = regexp.MustCompile(`(?:^|[^0-9.])(10\.250\.\d{1,3}\.\d{1,3})(?:$|[^0-9])`)
+// nfnlgrpNftables is NFNLGRP_NFTABLES (linux/netfilter/nfnetlink.h): the multicast group
+// where nf_tables announces every committed change of the ruleset.
+const nfnlgrpNftables = 7
+
+const (
+	monitorRcvBuf   = 64 << 20 // kube-proxy's transactions at 10k Services are large
+	monitorDatagram = 1 << 20
+	monitorPoll     = 200 * time.Millisecond // how often the reader checks whether to stop
+)
 
 // containsAddress says whether text holds addr as a whole address (10.0.0.1 is not in
 // 10.0.0.12).
 func containsAddress(text, addr string) bool {
-	re := regexp.MustCompile(`(^|[^0-9.])` + regexp.QuoteMeta(addr) + `($|[^0-9])`)
-	return re.MatchString(text)
+	return containsWhole(text, addr, strings.Index)
 }
 
-// monitor follows `nft monitor new` in the node's namespace and records when each awaited
-// address first shows up in the kernel's ruleset events.
+// containsWhole says whether s holds the dotted address addr with neither a digit nor a dot
+// just before it nor a digit just after it.
+func containsWhole[T string | []byte](s, addr T, index func(s, sub T) int) bool {
+	for off := 0; off <= len(s)-len(addr); {
+		i := index(s[off:], addr)
+		if i < 0 {
+			return false
+		}
+		start, end := off+i, off+i+len(addr)
+		if (start == 0 || !isDigit(s[start-1]) && s[start-1] != '.') && (end == len(s) || !isDigit(s[end])) {
+			return true
+		}
+		off = start + 1
+	}
+	return false
+}
+
+func isDigit(c byte) bool { return '0' <= c && c <= '9' }
+
+// monitor listens to the nf_tables multicast group of the node's network namespace and
+// records when each awaited address first shows up in a change the kernel announces: as
+// text (kube-proxy's chain names, "endpoint-…__10.250.0.1/8080") or as the address's 4
+// bytes (its dnat expressions, Ferry's set and map elements).
 type monitor struct {
-	cmd     *exec.Cmd
-	mu      sync.Mutex
-	written map[string]time.Time     // awaited address → when its API write started
-	seen    map[string]time.Duration // address → latency from write to kernel
-	probe   chan struct{}
+	fd     int
+	done   chan struct{} // closed by stop
+	exited chan struct{} // closed when the reader returns
+	once   sync.Once
+
+	mu        sync.Mutex
+	written   map[string]time.Time     // awaited address → when its API write started
+	pending   map[string]pattern       // awaited addresses not seen yet
+	seen      map[string]time.Duration // address → latency from write to kernel
+	overflows int                      // datagrams the kernel dropped: the socket was full
+	readErr   error                    // what ended the reader early
 }
 
-const probeTable = "ferry_bench_probe"
+// pattern is what an awaited address looks like in a netlink datagram.
+type pattern struct {
+	text []byte // dotted
+	raw  []byte // 4 bytes in network order; nil for a non-IPv4 address
+}
 
+func newMonitor() *monitor {
+	return &monitor{
+		fd: -1, done: make(chan struct{}), exited: make(chan struct{}),
+		written: map[string]time.Time{}, pending: map[string]pattern{}, seen: map[string]time.Duration{},
+	}
+}
+
+// startMonitor joins the node's nf_tables group; it listens once it returns.
 func startMonitor(ctx context.Context, cfg config) (*monitor, error) {
-	cmd := exec.CommandContext(ctx, "ip", "netns", "exec", cfg.nodeNamespace, "stdbuf", "-oL", "nft", "monitor", "new")
-	out, err := cmd.StdoutPipe()
+	fd, err := nftablesSocket("/run/netns/" + cfg.nodeNamespace)
 	if err != nil {
-		return nil, err
+		return nil, fmt.Errorf("nf_tables netlink socket in %s: %w", cfg.nodeNamespace, err)
 	}
-	if err := cmd.Start(); err != nil {
-		return nil, err
-	}
-	m := &monitor{cmd: cmd, written: map[string]time.Time{}, seen: map[string]time.Duration{}, probe: make(chan struct{}, 1)}
-	go m.follow(bufio.NewScanner(out))
-	if err := m.waitListening(cfg); err != nil {
-		m.stop()
-		return nil, err
-	}
+	m := newMonitor()
+	m.fd = fd
+	go m.read(ctx)
 	return m, nil
 }
 
-func (m *monitor) follow(lines *bufio.Scanner) {
-	lines.Buffer(make([]byte, 0, 1<<20), 16<<20)
-	for lines.Scan() {
-		at := time.Now()
-		line := lines.Text()
-		if strings.Contains(line, probeTable) {
-			select {
-			case m.probe <- struct{}{}:
-			default:
-			}
+// nftablesSocket opens a netlink socket in the network namespace at nsPath, bound to the
+// nf_tables group. A socket stays in the namespace it was created in, so only its creation
+// runs there, on a thread of its own.
+func nftablesSocket(nsPath string) (int, error) {
+	type opened struct {
+		fd  int
+		err error
+	}
+	result := make(chan opened, 1)
+	go func() {
+		runtime.LockOSThread()
+		fd, restored, err := nftablesSocketOnThread(nsPath)
+		if restored {
+			runtime.UnlockOSThread()
+		} // else the thread is in the wrong namespace: leave it locked, so it ends with this goroutine
+		result <- opened{fd, err}
+	}()
+	r := <-result
+	return r.fd, r.err
+}
+
+// nftablesSocketOnThread runs on a locked thread; restored says whether the thread is back
+// in its own network namespace.
+func nftablesSocketOnThread(nsPath string) (fd int, restored bool, err error) {
+	own, err := unix.Open("/proc/thread-self/ns/net", unix.O_RDONLY|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return -1, true, err
+	}
+	defer unix.Close(own)
+	target, err := unix.Open(nsPath, unix.O_RDONLY|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return -1, true, err
+	}
+	defer unix.Close(target)
+	if err := unix.Setns(target, unix.CLONE_NEWNET); err != nil {
+		return -1, true, fmt.Errorf("setns %s: %w", nsPath, err)
+	}
+	fd, err = openNftablesSocket()
+	if err := unix.Setns(own, unix.CLONE_NEWNET); err != nil {
+		if fd >= 0 {
+			unix.Close(fd)
 		}
-		m.match(line, at)
+		return -1, false, fmt.Errorf("setns back to the benchmark's namespace: %w", err)
+	}
+	return fd, true, err
+}
+
+func openNftablesSocket() (int, error) {
+	fd, err := unix.Socket(unix.AF_NETLINK, unix.SOCK_RAW|unix.SOCK_CLOEXEC, unix.NETLINK_NETFILTER)
+	if err != nil {
+		return -1, err
+	}
+	fail := func(what string, err error) (int, error) {
+		unix.Close(fd)
+		return -1, fmt.Errorf("%s: %w", what, err)
+	}
+	if err := unix.SetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_RCVBUFFORCE, monitorRcvBuf); err != nil {
+		// Without CAP_NET_ADMIN: as much as net.core.rmem_max allows.
+		if err := unix.SetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_RCVBUF, monitorRcvBuf); err != nil {
+			return fail("SO_RCVBUF", err)
+		}
+	}
+	timeout := unix.NsecToTimeval(monitorPoll.Nanoseconds())
+	if err := unix.SetsockoptTimeval(fd, unix.SOL_SOCKET, unix.SO_RCVTIMEO, &timeout); err != nil {
+		return fail("SO_RCVTIMEO", err)
+	}
+	if err := unix.Bind(fd, &unix.SockaddrNetlink{Family: unix.AF_NETLINK, Groups: 1 << (nfnlgrpNftables - 1)}); err != nil {
+		return fail("bind to NFNLGRP_NFTABLES", err)
+	}
+	return fd, nil
+}
+
+// read receives the group's datagrams until stop or ctx ends, and times each on arrival.
+func (m *monitor) read(ctx context.Context) {
+	defer close(m.exited)
+	buf := make([]byte, monitorDatagram)
+	for {
+		select {
+		case <-m.done:
+			return
+		case <-ctx.Done():
+			return
+		default:
+		}
+		n, _, err := unix.Recvfrom(m.fd, buf, 0)
+		at := time.Now()
+		switch {
+		case err == nil:
+			m.match(buf[:n], at)
+		case errors.Is(err, unix.ENOBUFS):
+			m.mu.Lock()
+			m.overflows++
+			m.mu.Unlock()
+		case errors.Is(err, unix.EAGAIN), errors.Is(err, unix.EWOULDBLOCK), errors.Is(err, unix.EINTR):
+		default:
+			m.mu.Lock()
+			m.readErr = err
+			m.mu.Unlock()
+			return
+		}
 	}
 }
 
-func (m *monitor) match(line string, at time.Time) {
+// match records the latency of every awaited address that datagram holds and that was not
+// seen before.
+func (m *monitor) match(datagram []byte, at time.Time) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	for _, found := range changedAddress.FindAllStringSubmatch(line, -1) {
-		addr := found[1]
-		if written, ok := m.written[addr]; ok {
-			if _, done := m.seen[addr]; !done {
-				m.seen[addr] = at.Sub(written)
-			}
+	for addr, p := range m.pending {
+		if (p.raw != nil && bytes.Contains(datagram, p.raw)) || containsWhole(datagram, p.text, bytes.Index) {
+			m.seen[addr] = at.Sub(m.written[addr])
+			delete(m.pending, addr)
 		}
 	}
-}
-
-// waitListening adds and deletes a probe table until the monitor reports it: nft reads the
-// whole ruleset before it listens, which takes a while at 10k Services.
-func (m *monitor) waitListening(cfg config) error {
-	nft := func(args ...string) error {
-		cmd := exec.Command("ip", append([]string{"netns", "exec", cfg.nodeNamespace, "nft"}, args...)...)
-		if out, err := cmd.CombinedOutput(); err != nil {
-			return fmt.Errorf("nft %v: %v: %s", args, err, out)
-		}
-		return nil
-	}
-	defer func() { _ = nft("delete", "table", "inet", probeTable) }()
-	for deadline := time.Now().Add(2 * time.Minute); time.Now().Before(deadline); {
-		if err := nft("add", "table", "inet", probeTable); err != nil {
-			return err
-		}
-		select {
-		case <-m.probe:
-			return nil
-		case <-time.After(time.Second):
-		}
-		if err := nft("delete", "table", "inet", probeTable); err != nil {
-			return err
-		}
-	}
-	return fmt.Errorf("nft monitor reported nothing for 2 minutes")
 }
 
 // await registers addr just before its API write.
 func (m *monitor) await(addr string) {
+	p := pattern{text: []byte(addr)}
+	if ip, err := netip.ParseAddr(addr); err == nil && ip.Is4() {
+		raw := ip.As4()
+		p.raw = raw[:]
+	}
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	m.written[addr] = time.Now()
+	m.pending[addr] = p
 }
 
 // latencies waits until every awaited address was seen or timeout passes, and returns the
@@ -119,7 +226,7 @@ func (m *monitor) await(addr string) {
 func (m *monitor) latencies(timeout time.Duration) ([]time.Duration, int) {
 	for deadline := time.Now().Add(timeout); time.Now().Before(deadline); time.Sleep(50 * time.Millisecond) {
 		m.mu.Lock()
-		all := len(m.seen) == len(m.written)
+		all := len(m.pending) == 0
 		m.mu.Unlock()
 		if all {
 			break
@@ -127,14 +234,29 @@ func (m *monitor) latencies(timeout time.Duration) ([]time.Duration, int) {
 	}
 	m.mu.Lock()
 	defer m.mu.Unlock()
+	if m.overflows > 0 {
+		logf("warning: the nf_tables netlink socket overflowed %d times: the kernel dropped announcements, so some changes may be missed or timed late", m.overflows)
+	}
+	if m.readErr != nil {
+		logf("warning: listening to nf_tables stopped early: %v", m.readErr)
+	}
 	out := make([]time.Duration, 0, len(m.seen))
 	for _, d := range m.seen {
 		out = append(out, d)
 	}
-	return out, len(m.written) - len(m.seen)
+	return out, len(m.pending)
 }
 
+// stop ends the reader (within monitorPoll) and closes the socket.
 func (m *monitor) stop() {
-	_ = m.cmd.Process.Kill()
-	_ = m.cmd.Wait()
+	m.once.Do(func() {
+		close(m.done)
+		if m.fd < 0 {
+			return
+		}
+		<-m.exited
+		if err := unix.Close(m.fd); err != nil {
+			logf("closing the nf_tables netlink socket: %v", err)
+		}
+	})
 }

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"slices"
 	"testing"
 	"time"
 )
@@ -17,15 +18,37 @@ func TestContainsAddressMatchesWholeAddresses(t *testing.T) {
 }
 
 func TestMonitorTimesEachAwaitedAddressOnce(t *testing.T) {
-	m := &monitor{written: map[string]time.Time{}, seen: map[string]time.Duration{}}
+	m := newMonitor()
 	m.await("10.250.0.1")
+	m.await("10.250.0.3")
 	written := m.written["10.250.0.1"]
-	m.match("add chain ip kube-proxy endpoint-X__10.250.0.1/8080", written.Add(time.Second))
-	m.match("add rule ip kube-proxy endpoint-X dnat to 10.250.0.1:8080", written.Add(2*time.Second))
-	m.match("add rule inet ferry svc dnat ip to 10.250.0.2 . 8080", written.Add(3*time.Second))
+	writtenRaw := m.written["10.250.0.3"]
+	// Datagrams stand in for nf_tables announcements: an attribute header, then its payload.
+	m.match([]byte("\x2c\x00\x03\x00endpoint-X-ns/s/tcp/http__10.250.0.1/8080\x00"), written.Add(time.Second))
+	m.match([]byte("\x08\x00\x01\x00\x0a\xfa\x00\x01"), written.Add(2*time.Second))
+	m.match([]byte("\x0c\x00\x01\x00\x08\x00\x01\x00\x0a\xfa\x00\x03"), writtenRaw.Add(3*time.Second))
+	m.match([]byte("\x08\x00\x01\x00\x0a\xfa\x00\x02 10.250.0.2"), written.Add(4*time.Second))
 	got, missed := m.latencies(0)
-	if len(got) != 1 || got[0] != time.Second || missed != 0 {
-		t.Fatalf("latencies = %v, missed %d; want [1s], 0", got, missed)
+	slices.Sort(got)
+	if len(got) != 2 || got[0] != time.Second || got[1] != 3*time.Second || missed != 0 {
+		t.Fatalf("latencies = %v, missed %d; want [1s 3s], 0", got, missed)
+	}
+	if _, ok := m.seen["10.250.0.2"]; ok {
+		t.Error("an address that was not awaited was timed")
+	}
+}
+
+func TestMonitorMatchesTextAddressesWhole(t *testing.T) {
+	m := newMonitor()
+	m.await("10.250.0.1")
+	m.match([]byte("endpoint-X-ns/s/tcp/http__10.250.0.12/8080"), time.Now())
+	m.match([]byte("endpoint-X-ns/s/tcp/http__110.250.0.1/8080"), time.Now())
+	if _, missed := m.latencies(0); missed != 1 {
+		t.Fatalf("10.250.0.1 was matched inside 10.250.0.12 or 110.250.0.1")
+	}
+	m.match([]byte("endpoint-X-ns/s/tcp/http__10.250.0.1/8080"), time.Now())
+	if _, missed := m.latencies(0); missed != 0 {
+		t.Fatalf("10.250.0.1 was not matched in its own chain name")
 	}
 }
 

@@ -27,7 +27,7 @@ func printReport(w io.Writer, results []result) {
 	tw.Flush()
 	printRatios(w, results)
 	fmt.Fprintln(w, "\nfull sync: from the proxy's start (including its initial list of every object) until its first sync is in the kernel;")
-	fmt.Fprintln(w, "pNN: one endpoint changed every interval, from the API write until `nft monitor` shows it; CPU includes the nft processes a proxy runs.")
+	fmt.Fprintln(w, "pNN: one endpoint changed every interval, from the API write until the kernel's nf_tables announces a change holding the new endpoint; CPU includes the nft processes a proxy runs.")
 }
 
 // printRatios prints kube-proxy's figure over Ferry's for each size.
