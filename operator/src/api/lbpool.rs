@@ -22,7 +22,8 @@ pub const LOAD_BALANCER_CLASS: &str = "ferry.dev/pool";
     category = "ferry",
     derive = "PartialEq",
     doc = "LoadBalancerPool is a set of addresses that Ferry assigns to type LoadBalancer \
-           Services and announces from the cluster's nodes.",
+           Services. ferry-proxy announces them from the nodes when it runs with \
+           `--announce l2`; otherwise route them to the nodes by other means.",
     printcolumn(name = "Addresses", type_ = "string", json_path = ".spec.addresses"),
     printcolumn(name = "Allocated", type_ = "integer", json_path = ".status.allocated"),
     printcolumn(name = "Available", type_ = "integer", json_path = ".status.available"),
@@ -58,18 +59,6 @@ pub struct LoadBalancerPoolSpec {
     /// Only Services in namespaces whose labels match may use this pool; empty means all.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub namespace_selector: Option<LabelSelector>,
-    /// How the pool's addresses are announced: `L2` (one node answers ARP/NDP for each
-    /// address) or `None` (routed to the nodes by other means). Defaults to `L2`.
-    #[serde(default)]
-    pub announcement: Announcement,
-}
-
-/// How a pool's addresses reach the nodes.
-#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, JsonSchema, Default)]
-pub enum Announcement {
-    #[default]
-    L2,
-    None,
 }
 
 fn default_true() -> bool {

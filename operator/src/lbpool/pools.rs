@@ -269,7 +269,6 @@ mod tests {
                 default: false,
                 service_selector: None,
                 namespace_selector: None,
-                announcement: Default::default(),
             },
         );
         let created = Timestamp::from_second(1_000_000 - age).expect("a valid instant");

@@ -49,7 +49,6 @@ pub fn pool(name: &str, addresses: &[&str]) -> LoadBalancerPool {
             default: false,
             service_selector: None,
             namespace_selector: None,
-            announcement: Default::default(),
         },
     );
     pool.metadata.creation_timestamp = Some(at(0));

@@ -118,7 +118,6 @@ mod tests {
                 default: false,
                 service_selector: None,
                 namespace_selector: None,
-                announcement: Default::default(),
             },
         );
         pool.metadata.generation = Some(3);
