@@ -53,6 +53,13 @@ func measure(ctx context.Context, cfg config, f *fleet, spec proxySpec, size int
 	return r, nil
 }
 
+// pollInterval grows with the wait, from 100 ms to 1 s: fine where syncs are short, and
+// rare where they are long, because a scrape is not free (ferry-proxy reads its connection
+// counters from the kernel for each one, a dump of every rule of its table).
+func pollInterval(waited time.Duration) time.Duration {
+	return min(100*time.Millisecond+waited/10, time.Second)
+}
+
 // waitFullSync waits until the proxy reports its first sync and the kernel's ruleset holds
 // the last Service's endpoints.
 func waitFullSync(ctx context.Context, cfg config, f *fleet, spec proxySpec, p *proxyProcess, r *result) error {
@@ -76,7 +83,7 @@ func waitFullSync(ctx context.Context, cfg config, f *fleet, spec proxySpec, p *
 		select {
 		case <-ctx.Done():
 			return ctx.Err()
-		case <-time.After(100 * time.Millisecond):
+		case <-time.After(pollInterval(time.Since(p.started))):
 		}
 	}
 	return fmt.Errorf("no complete sync within %s", cfg.syncTimeout)
