@@ -35,12 +35,7 @@ async fn a_target_without_a_scale_subresource_is_reported() {
             None,
         )
         .await;
-        let condition =
-            wait_for_condition(&client, &ns, "AbleToScale", Duration::from_secs(60), |c| {
-                c["status"] == "False" && c["reason"] == "FailedGetScale"
-            })
-            .await;
-        let message = condition["message"].as_str().unwrap_or_default();
+        let message = failed_get_scale_message(&client, &ns).await;
         assert!(
             message.contains("ConfigMap settings has no scale subresource"),
             "{message}"
@@ -151,12 +146,7 @@ async fn bad_autoscalers_are_rejected_by_the_schema() {
 async fn a_missing_target_is_reported_not_scaled() {
     in_namespace("fas-ghost", |client, ns| async move {
         create_autoscaler(&client, &ns, app_ref("ghost"), cpu(50), None).await;
-        let condition =
-            wait_for_condition(&client, &ns, "AbleToScale", Duration::from_secs(60), |c| {
-                c["status"] == "False" && c["reason"] == "FailedGetScale"
-            })
-            .await;
-        let message = condition["message"].as_str().unwrap_or_default();
+        let message = failed_get_scale_message(&client, &ns).await;
         assert!(message.contains("App ghost does not exist"), "{message}");
         let error = apps(&client, &ns)
             .get("ghost")
@@ -176,16 +166,21 @@ async fn an_unknown_target_kind_is_reported() {
     in_namespace("fas-kind", |client, ns| async move {
         let target = json!({ "apiVersion": "example.com/v1", "kind": "Widget", "name": "w" });
         create_autoscaler(&client, &ns, target, cpu(50), None).await;
-        let condition =
-            wait_for_condition(&client, &ns, "AbleToScale", Duration::from_secs(60), |c| {
-                c["status"] == "False" && c["reason"] == "FailedGetScale"
-            })
-            .await;
-        let message = condition["message"].as_str().unwrap_or_default();
+        let message = failed_get_scale_message(&client, &ns).await;
         assert!(
             message.contains("kind Widget in example.com/v1 is not served by the API server"),
             "{message}"
         );
     })
     .await;
+}
+
+/// Waits until the Autoscaler reports `AbleToScale=False` with reason `FailedGetScale`, and
+/// returns the condition's message.
+async fn failed_get_scale_message(client: &kube::Client, ns: &str) -> String {
+    let condition = wait_for_condition(client, ns, "AbleToScale", Duration::from_secs(60), |c| {
+        c["status"] == "False" && c["reason"] == "FailedGetScale"
+    })
+    .await;
+    condition["message"].as_str().unwrap_or_default().to_owned()
 }

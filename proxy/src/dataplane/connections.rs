@@ -1,6 +1,7 @@
 //! `ferry_proxy_service_connections_total{namespace,service}`: the new connections each
 //! Service's frontends got, read from kernel counters at scrape time (the operator's
-//! Autoscaler scrapes every few seconds, and a dump of the counters is cheap):
+//! Autoscaler scrapes every few seconds; in nftables mode a scrape dumps every rule of the
+//! table, a cost that grows with the Service count):
 //! - IPVS mode: each virtual server's connection counter;
 //! - nftables mode: the `counter` at the head of each Service chain, which only a
 //!   connection's first packet reaches (shared by the ClusterIP and NodePort frontends that
@@ -83,7 +84,6 @@ impl ConnectionCounters for NftCounters {
     type Key = String;
 
     async fn read(&self) -> Result<BTreeMap<String, u64>, CounterError> {
-        // A dump on a local netlink socket takes well under a millisecond per hundred rules.
         let mut nft = self
             .nft
             .lock()
