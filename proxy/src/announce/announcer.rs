@@ -231,9 +231,14 @@ impl Announcer {
     }
 
     /// Elects, once both lists are complete (before, this node would see itself alone and
-    /// claim every address), and only when the inputs changed.
+    /// claim every address), and only when the inputs changed. A proxy that does not see its
+    /// own renewals has lost the API server, not its peers: it keeps what it announces rather
+    /// than expire everyone (every node would fall silent during a control-plane outage).
     fn elect(&mut self, now: Instant) {
         if !self.nodes_listed || !self.leases_listed {
+            return;
+        }
+        if !self.peers.heartbeat_live(&self.settings.node_name, now) {
             return;
         }
         let candidates = self.peers.candidates(now);
@@ -367,8 +372,7 @@ mod tests {
         assert!(!node_status(&Node::default()).ready);
     }
 
-    #[test]
-    fn no_election_before_both_lists_are_complete() {
+    fn announcer() -> Announcer {
         let settings = L2Settings {
             node_name: "node-a".into(),
             namespace: "kube-system".into(),
@@ -389,6 +393,25 @@ mod tests {
             }),
         };
         announcer.lease_event(Event::Apply(lease));
+        announcer
+    }
+
+    #[test]
+    fn an_announcer_that_stops_seeing_its_own_renewals_keeps_its_addresses() {
+        let mut announcer = announcer();
+        announcer.node_event(Event::InitDone);
+        announcer.lease_event(Event::InitDone);
+        announcer.elect(Instant::now());
+        let expected: BTreeSet<IpAddr> = ["192.0.2.1".parse().unwrap()].into();
+        assert_eq!(*announcer.announced.borrow(), expected);
+        // No renewal seen for longer than the Lease lasts: the API server is out of reach.
+        announcer.elect(Instant::now() + Duration::from_secs(60));
+        assert_eq!(*announcer.announced.borrow(), expected);
+    }
+
+    #[test]
+    fn no_election_before_both_lists_are_complete() {
+        let mut announcer = announcer();
         announcer.elect(Instant::now());
         assert!(
             announcer.announced.borrow().is_empty(),

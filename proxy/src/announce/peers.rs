@@ -87,13 +87,16 @@ impl Peers {
         self.nodes
             .iter()
             .filter(|(_, status)| status.ready && !status.excluded)
-            .filter(|(name, _)| {
-                self.heartbeats
-                    .get(*name)
-                    .is_some_and(|beat| now < beat.seen + beat.valid_for)
-            })
+            .filter(|(name, _)| self.heartbeat_live(name, now))
             .map(|(name, _)| name.clone())
             .collect()
+    }
+
+    /// Whether `node`'s proxy renewed its Lease recently enough, as seen here.
+    pub fn heartbeat_live(&self, node: &str, now: Instant) -> bool {
+        self.heartbeats
+            .get(node)
+            .is_some_and(|beat| now < beat.seen + beat.valid_for)
     }
 }
 
